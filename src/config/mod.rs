@@ -1,0 +1,84 @@
+//! Configuration: the YAML file, environment overrides, validation and redaction.
+//!
+//! This module owns the configuration's shape, its defaults and every rule about valid values.
+//! It must not touch the network or the database.
+
+mod model;
+mod secret;
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use model::*;
+pub use secret::{Secret, REDACTED};
+
+/// A database URL whose password never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL with its password, for the one place that connects.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `REDACTED`, safe for logs and errors.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                // set_password only fails for URLs that cannot carry one, which this one did.
+                let _ = u.set_password(Some("REDACTED"));
+                u.to_string()
+            }
+            Ok(_) => self.0.clone(),
+            // Unparseable: the password could be anywhere in it.
+            Err(_) if self.0.contains('@') => REDACTED.to_string(),
+            Err(_) => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(DatabaseUrl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_password_is_redacted() {
+        let u = DatabaseUrl::new("postgres://app:hunter2@db:5432/nc");
+        assert_eq!(u.redacted(), "postgres://app:REDACTED@db:5432/nc");
+        assert!(!format!("{u} {u:?}").contains("hunter2"));
+        assert_eq!(
+            DatabaseUrl::new("sqlite://./data/x.db").redacted(),
+            "sqlite://./data/x.db"
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! The configuration's shape and its defaults. Key names are a contract with users: change them
+//! only with a migration path.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::secret::Secret;
+use super::DatabaseUrl;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    /// Parent of every incident workspace (`<workspace_root>/<incident-id>/`).
+    pub workspace_root: PathBuf,
+    pub limits: LimitsConfig,
+    pub dedup: DedupConfig,
+    pub ingest: IngestConfig,
+    pub reconnect: ReconnectConfig,
+    pub worker: WorkerConfig,
+    pub agent: AgentConfig,
+    pub http: HttpConfig,
+    pub clusters: Vec<ClusterConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database: DatabaseConfig::default(),
+            workspace_root: PathBuf::from("./incidents"),
+            limits: LimitsConfig::default(),
+            dedup: DedupConfig::default(),
+            ingest: IngestConfig::default(),
+            reconnect: ReconnectConfig::default(),
+            worker: WorkerConfig::default(),
+            agent: AgentConfig::default(),
+            http: HttpConfig::default(),
+            clusters: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` (file created with its parent directory) or `postgres://user:pw@host/db`.
+    pub url: DatabaseUrl,
+    /// Upper bound of the connection pool.
+    pub max_connections: u32,
+    /// How long an operation waits for a connection (and SQLite for a lock) before failing.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: DatabaseUrl::new("sqlite://./data/nightcrier.db"),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Agents running at once across all clusters (and all processes sharing the database).
+    pub max_concurrent_agents: u32,
+    /// Agents running at once on one cluster: "one agent per cluster" by default.
+    pub max_agents_per_cluster: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_agents: 5,
+            max_agents_per_cluster: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupConfig {
+    /// A fault seen again within this time after its incident ended opens no new incident.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        Self {
+            cooldown: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Faults held in memory between the MCP readers and the database writer. When full (the
+    /// database is down for long), new faults are dropped and counted.
+    pub buffer_capacity: usize,
+    /// Most faults written in one transaction.
+    pub batch_max: usize,
+    /// How long the writer waits for a batch to fill before committing what it has.
+    #[serde(with = "humantime_serde")]
+    pub batch_linger: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            buffer_capacity: 100_000,
+            batch_max: 500,
+            batch_linger: Duration::from_millis(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconnectConfig {
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// A session subscribed this long resets the backoff.
+    #[serde(with = "humantime_serde")]
+    pub healthy_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub ping_timeout: Duration,
+    /// How often the subscription is looked for in `events_list_subscriptions`.
+    #[serde(with = "humantime_serde")]
+    pub subscription_check_interval: Duration,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            healthy_after: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(30),
+            ping_timeout: Duration::from_secs(10),
+            subscription_check_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Safety-net tick of the dispatcher; it is normally woken at once by new incidents.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long a claim stays valid without a heartbeat.
+    #[serde(with = "humantime_serde")]
+    pub lease_duration: Duration,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// How often expired leases are looked for.
+    #[serde(with = "humantime_serde")]
+    pub rescue_interval: Duration,
+    /// Claims of one incident before a lost lease fails it for good.
+    pub max_attempts: u32,
+    /// On shutdown, how long running agents may finish before they are terminated.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Names this process in leases; defaults to the host name.
+    pub instance_name: Option<String>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(2),
+            lease_duration: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_secs(15),
+            rescue_interval: Duration::from_secs(30),
+            max_attempts: 3,
+            shutdown_grace: Duration::from_secs(30),
+            instance_name: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentPreset {
+    #[default]
+    Claude,
+    Codex,
+    Gemini,
+    Goose,
+    /// `agent.command` is the argv, with placeholders.
+    Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerRuntime {
+    Docker,
+    Podman,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerConfig {
+    pub runtime: ContainerRuntime,
+    pub image: String,
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    pub preset: AgentPreset,
+    pub model: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// After SIGTERM on timeout, how long before SIGKILL.
+    #[serde(with = "humantime_serde")]
+    pub kill_grace: Duration,
+    pub system_prompt_file: Option<PathBuf>,
+    /// Appended to the preset's argv.
+    pub extra_args: Vec<String>,
+    /// Extra environment for the agent (API keys...). Values are secrets.
+    pub env: BTreeMap<String, Secret>,
+    /// The argv for `preset: command`; placeholders `{incident_id}`, `{workspace}`,
+    /// `{prompt_file}`, `{report_file}`, `{cluster}`, `{model}`.
+    pub command: Vec<String>,
+    /// A report smaller than this counts as no report.
+    pub min_report_bytes: u64,
+    pub container: Option<ContainerConfig>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            preset: AgentPreset::Claude,
+            model: None,
+            timeout: Duration::from_secs(15 * 60),
+            kill_grace: Duration::from_secs(10),
+            system_prompt_file: None,
+            extra_args: Vec::new(),
+            env: BTreeMap::new(),
+            command: Vec::new(),
+            min_report_bytes: 100,
+            container: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `host:port` for health, readiness and metrics; empty turns the endpoint off.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9090".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Unique, `[A-Za-z0-9_.-]+`; used in incident records, metrics labels and paths.
+    pub name: String,
+    pub mcp: McpConfig,
+    #[serde(default)]
+    pub triage: TriageConfig,
+    /// Replaces the global `agent` block for this cluster when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    /// The server's Streamable HTTP endpoint, path included (`http://host:8080/mcp`).
+    pub endpoint: String,
+    /// Sent with every request (e.g. `Authorization`). Values are secrets.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Larger SSE events are counted as malformed and skipped.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+    /// Bound on each POST (initialize, setLevel, ping...).
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// `events_subscribe` waits for the server's informers to sync: it gets its own bound.
+    #[serde(default = "default_subscribe_timeout", with = "humantime_serde")]
+    pub subscribe_timeout: Duration,
+}
+
+fn default_max_event_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_subscribe_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl McpConfig {
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            headers: BTreeMap::new(),
+            max_event_bytes: default_max_event_bytes(),
+            request_timeout: default_request_timeout(),
+            subscribe_timeout: default_subscribe_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriageConfig {
+    /// When false, faults are still recorded but their incidents are `skipped`.
+    pub enabled: bool,
+    /// Read-only kubeconfig handed to the agent as `KUBECONFIG`.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl Default for TriageConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            kubeconfig: None,
+        }
+    }
+}

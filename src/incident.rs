@@ -1,0 +1,186 @@
+//! Incidents, agent runs and connection state: the records the producer and the consumer share
+//! through the store.
+//!
+//! This module owns the vocabulary (statuses, outcomes) and its string forms, which are part of
+//! the database schema and of the JSON the CLI prints. It must not do I/O.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Where an incident is in its life. See ARCHITECTURE.md for the transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    Skipped,
+}
+
+impl IncidentStatus {
+    pub const ALL: [IncidentStatus; 7] = [
+        Self::Pending,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::TimedOut,
+        Self::Cancelled,
+        Self::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    /// Pending or running: new occurrences of the same fault attach to it.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Pending | Self::Running)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !self.is_open()
+    }
+}
+
+impl fmt::Display for IncidentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown incident status {0:?} (expected one of pending, running, succeeded, failed, timed_out, cancelled, skipped)")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for IncidentStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+/// One incident: a fault (cluster + faultId) that nightcrier decided to triage once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: Uuid,
+    pub cluster: String,
+    pub fault_id: String,
+    pub fault_type: String,
+    pub severity: String,
+    pub namespace: Option<String>,
+    pub resource_kind: String,
+    pub resource_name: String,
+    pub resource_uid: String,
+    /// The `context` text of the fault that opened the incident.
+    pub context: String,
+    pub status: IncidentStatus,
+    pub failure_reason: Option<String>,
+    /// Fault notifications attached so far (at least 1).
+    pub occurrences: i64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Number of the latest claim (0 before the first). Fences every transition out of running.
+    pub attempt: i32,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+/// One stored fault notification, as received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultOccurrence {
+    pub id: i64,
+    pub incident_id: Uuid,
+    pub cluster: String,
+    pub fault_id: String,
+    pub fault_type: String,
+    pub severity: String,
+    pub namespace: Option<String>,
+    pub resource_kind: String,
+    pub resource_name: String,
+    pub resource_uid: String,
+    pub context: String,
+    /// The server's timestamp as sent.
+    pub server_timestamp: String,
+    pub received_at: DateTime<Utc>,
+    pub raw: serde_json::Value,
+}
+
+/// How one agent run ended, as the consumer reports it to the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    /// One of succeeded, failed, timed_out (pending is for [`crate::store::Store::requeue`]).
+    pub status: IncidentStatus,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+}
+
+/// One attempt at running the agent for an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRun {
+    pub incident_id: Uuid,
+    pub attempt: i32,
+    pub worker: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Process id of the agent (its process-group id too), once started.
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+    /// Final status of this attempt, `None` while it runs.
+    pub outcome: Option<IncidentStatus>,
+    pub reason: Option<String>,
+    pub log_path: Option<String>,
+}
+
+/// The producer's view of one cluster's MCP connection, for `nightcrier status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionState {
+    pub cluster: String,
+    /// connecting, subscribed, backing_off or stopped.
+    pub state: String,
+    pub subscription_id: Option<String>,
+    pub last_error: Option<String>,
+    pub last_event_at: Option<DateTime<Utc>>,
+    pub events_received: i64,
+    pub events_malformed: i64,
+    pub reconnects: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_strings_round_trip() {
+        for st in IncidentStatus::ALL {
+            assert_eq!(st.as_str().parse::<IncidentStatus>(), Ok(st));
+            assert_eq!(
+                serde_json::to_value(st).ok(),
+                Some(serde_json::Value::String(st.as_str().into()))
+            );
+        }
+        let err = "done".parse::<IncidentStatus>().unwrap_err();
+        assert!(err.to_string().contains("\"done\""));
+    }
+}

@@ -1,0 +1,13 @@
+//! Nightcrier: watches Kubernetes clusters through their MCP servers, turns every fault into an
+//! incident in a SQL database, and runs an AI triage agent on each incident.
+//!
+//! The producer (`mcp` + `ingest`) and the consumer (`worker` + `agent`) share nothing but the
+//! database (`store`). See ARCHITECTURE.md for the flow.
+#![deny(unsafe_code)]
+
+pub mod agent;
+pub mod config;
+pub mod fault;
+pub mod incident;
+pub mod ingest;
+pub mod store;
