@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod agent;
+pub mod cli;
 pub mod config;
 pub mod fault;
 pub mod incident;

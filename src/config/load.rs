@@ -89,9 +89,10 @@ pub fn load(
         })?,
         None => String::new(),
     };
-    let origin = path
-        .as_ref()
-        .map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string());
+    let origin = path.as_ref().map_or_else(
+        || "built-in defaults".to_string(),
+        |p| p.display().to_string(),
+    );
     let mut loaded = from_str_with_env(&text, &origin, env)?;
     loaded.path = path;
     Ok(loaded)
@@ -267,6 +268,8 @@ fn apply_override(tree: &mut Value, path: &[String], value: Value) -> Result<(),
             *tree = Value::Mapping(Default::default());
             apply_override(tree, path, value)
         }
-        _ => Err(format!("`{first}` is nested under a value that is not a map or list")),
+        _ => Err(format!(
+            "`{first}` is nested under a value that is not a map or list"
+        )),
     }
 }

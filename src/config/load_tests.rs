@@ -35,7 +35,10 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 fn empty_text_gives_the_defaults() {
     let l = from_str_with_env("", "t", no_env()).unwrap();
     assert_eq!(l.config, Config::default());
-    assert_eq!(l.config.database.url.expose(), "sqlite://./data/nightcrier.db");
+    assert_eq!(
+        l.config.database.url.expose(),
+        "sqlite://./data/nightcrier.db"
+    );
     assert_eq!(l.config.limits.max_concurrent_agents, 5);
     assert_eq!(l.config.dedup.cooldown, Duration::from_secs(1800));
 }
@@ -48,22 +51,33 @@ fn the_documented_example_loads() {
     assert_eq!(c.clusters[0].name, "prod-eu-1");
     assert_eq!(c.clusters[0].mcp.max_event_bytes, 4 * 1024 * 1024);
     // The kubeconfig does not exist here: a warning, not an error.
-    assert!(l.warnings.iter().any(|w| w.contains("kubeconfig")), "{:?}", l.warnings);
+    assert!(
+        l.warnings.iter().any(|w| w.contains("kubeconfig")),
+        "{:?}",
+        l.warnings
+    );
 }
 
 #[test]
 fn unknown_keys_are_reported_with_path_and_position() {
     let text = "limits:\n  max_concurent_agents: 3\n";
-    let err = from_str_with_env(text, "nc.yaml", no_env()).unwrap_err().to_string();
+    let err = from_str_with_env(text, "nc.yaml", no_env())
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("nc.yaml: key `limits"), "{err}");
-    assert!(err.contains("unknown field `max_concurent_agents`"), "{err}");
+    assert!(
+        err.contains("unknown field `max_concurent_agents`"),
+        "{err}"
+    );
     assert!(err.contains("line 2"), "{err}");
 }
 
 #[test]
 fn wrong_types_name_the_key() {
     let text = "clusters:\n  - name: a\n    mcp:\n      endpoint: http://x/mcp\n      max_event_bytes: lots\n";
-    let err = from_str_with_env(text, "nc.yaml", no_env()).unwrap_err().to_string();
+    let err = from_str_with_env(text, "nc.yaml", no_env())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("clusters[0].mcp.max_event_bytes"), "{err}");
     let err = from_str_with_env("dedup:\n  cooldown: soon\n", "nc.yaml", no_env())
         .unwrap_err()
@@ -108,7 +122,10 @@ fn environment_overrides_file_values() {
         env(&[
             ("NIGHTCRIER_DATABASE__URL", "postgres://nc:pw@db/nc"),
             ("NIGHTCRIER_LIMITS__MAX_CONCURRENT_AGENTS", "9"),
-            ("NIGHTCRIER_CLUSTERS__0__MCP__ENDPOINT", "http://10.0.0.1:8080/mcp"),
+            (
+                "NIGHTCRIER_CLUSTERS__0__MCP__ENDPOINT",
+                "http://10.0.0.1:8080/mcp",
+            ),
             ("NIGHTCRIER_AGENT__ENV__ANTHROPIC_API_KEY", "sk-test"),
             ("NIGHTCRIER_AGENT__COMMAND", "[/bin/echo, '{incident_id}']"),
             ("NIGHTCRIER_WORKSPACE_ROOT", "/var/lib/nc"),
@@ -135,10 +152,17 @@ fn environment_overrides_file_values() {
 
 #[test]
 fn a_bad_override_names_the_variable() {
-    let err = from_str_with_env("", "t", env(&[("NIGHTCRIER_LIMITS__MAX_AGENTS_PER_CLUSTER", "many")]))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("NIGHTCRIER_LIMITS__MAX_AGENTS_PER_CLUSTER"), "{err}");
+    let err = from_str_with_env(
+        "",
+        "t",
+        env(&[("NIGHTCRIER_LIMITS__MAX_AGENTS_PER_CLUSTER", "many")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("NIGHTCRIER_LIMITS__MAX_AGENTS_PER_CLUSTER"),
+        "{err}"
+    );
     assert!(err.contains("limits.max_agents_per_cluster"), "{err}");
     let err = from_str_with_env("", "t", env(&[("NIGHTCRIER_CLUSTERS__3__NAME", "x")]))
         .unwrap_err()
@@ -177,4 +201,3 @@ fn a_missing_explicit_file_is_an_error_naming_it() {
         .to_string();
     assert!(err.contains("/nonexistent/nc.yaml"), "{err}");
 }
-

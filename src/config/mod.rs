@@ -12,10 +12,12 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use load::{load, from_str_with_env, ConfigError, LoadedConfig, DEFAULT_PATHS, ENV_PREFIX, ENV_SEPARATOR};
+pub use load::{
+    from_str_with_env, load, ConfigError, LoadedConfig, DEFAULT_PATHS, ENV_PREFIX, ENV_SEPARATOR,
+};
 pub use model::*;
-pub use validate::{is_valid_cluster_name, Problem};
 pub use secret::{Secret, REDACTED};
+pub use validate::{is_valid_cluster_name, Problem};
 
 /// A database URL whose password never prints.
 #[derive(Clone, PartialEq, Eq)]

@@ -79,14 +79,23 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
             ),
         );
     }
-    ck.positive("database.max_connections", c.database.max_connections.into());
+    ck.positive(
+        "database.max_connections",
+        c.database.max_connections.into(),
+    );
     ck.nonzero("database.acquire_timeout", c.database.acquire_timeout);
     if c.workspace_root.as_os_str().is_empty() {
         ck.fail("workspace_root", "must not be empty");
     }
 
-    ck.positive("limits.max_concurrent_agents", c.limits.max_concurrent_agents.into());
-    ck.positive("limits.max_agents_per_cluster", c.limits.max_agents_per_cluster.into());
+    ck.positive(
+        "limits.max_concurrent_agents",
+        c.limits.max_concurrent_agents.into(),
+    );
+    ck.positive(
+        "limits.max_agents_per_cluster",
+        c.limits.max_agents_per_cluster.into(),
+    );
 
     ck.positive("ingest.buffer_capacity", c.ingest.buffer_capacity as u64);
     ck.positive("ingest.batch_max", c.ingest.batch_max as u64);
@@ -101,7 +110,10 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
     }
     ck.nonzero("reconnect.ping_interval", r.ping_interval);
     ck.nonzero("reconnect.ping_timeout", r.ping_timeout);
-    ck.nonzero("reconnect.subscription_check_interval", r.subscription_check_interval);
+    ck.nonzero(
+        "reconnect.subscription_check_interval",
+        r.subscription_check_interval,
+    );
 
     let w = &c.worker;
     ck.nonzero("worker.poll_interval", w.poll_interval);
@@ -117,7 +129,10 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
     ck.positive("worker.max_attempts", w.max_attempts.into());
     if let Some(name) = &w.instance_name {
         if name.is_empty() || name.contains('/') {
-            ck.fail("worker.instance_name", "must be non-empty and must not contain '/'");
+            ck.fail(
+                "worker.instance_name",
+                "must be non-empty and must not contain '/'",
+            );
         }
     }
 
@@ -175,9 +190,18 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
                 );
             }
         }
-        ck.positive(&format!("{key}.mcp.max_event_bytes"), cl.mcp.max_event_bytes as u64);
-        ck.nonzero(&format!("{key}.mcp.request_timeout"), cl.mcp.request_timeout);
-        ck.nonzero(&format!("{key}.mcp.subscribe_timeout"), cl.mcp.subscribe_timeout);
+        ck.positive(
+            &format!("{key}.mcp.max_event_bytes"),
+            cl.mcp.max_event_bytes as u64,
+        );
+        ck.nonzero(
+            &format!("{key}.mcp.request_timeout"),
+            cl.mcp.request_timeout,
+        );
+        ck.nonzero(
+            &format!("{key}.mcp.subscribe_timeout"),
+            cl.mcp.subscribe_timeout,
+        );
         if let Some(agent) = &cl.agent {
             check_agent(&mut ck, &format!("{key}.agent"), agent);
         }
