@@ -39,11 +39,12 @@ pub use error::AgentError;
 pub use invocation::{build as build_invocation, Invocation, RunSpec, ENV_PASSTHROUGH};
 pub use outcome::{REASON_INTERRUPTED, REASON_REPORT_MISSING};
 pub use preflight::{
-    preflight, preflight_with, CheckResult, ClusterPermissions, PermissionCheck, REQUIRED_READS,
+    preflight, preflight_with, CheckResult, ClusterPermissions, PermissionCheck,
+    DEFAULT_PREFLIGHT_TIMEOUT, REQUIRED_READS,
 };
 pub use procfs::{
-    kill_leftover_group, live_group_members, live_processes_with_marker, marker_value,
-    wait_group_gone, MARKER_VAR,
+    find_agent_groups, kill_leftover_group, live_group_members, live_processes_with_marker,
+    marker_value, wait_group_gone, AgentGroup, MARKER_VAR,
 };
 pub use prompt::REPORT_SECTIONS;
 pub use workspace::{Workspace, MAX_OCCURRENCES_IN_FILE};

@@ -31,6 +31,8 @@ pub const REQUIRED_READS: &[(&str, &str)] = &[
     ("get", "nodes"),
     ("list", "nodes"),
 ];
+/// A sensible bound for the whole preflight of one cluster.
+pub const DEFAULT_PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(15);
 const CLUSTER_SCOPED: &[&str] = &["nodes"];
 /// kubectl processes at once: each is a sizeable Go binary.
 const CONCURRENCY: usize = 4;

@@ -79,6 +79,52 @@ pub fn live_processes_with_marker(incident_id: Uuid, attempt: i32) -> Vec<i32> {
         .collect()
 }
 
+/// A process group on this host whose members carry an agent marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentGroup {
+    pub pgid: i32,
+    pub incident_id: Uuid,
+    pub attempt: i32,
+    /// Its live members carrying the marker.
+    pub pids: Vec<i32>,
+}
+
+/// Every live process group on this host that carries an agent marker, for restart recovery
+/// when a crash came before the agent's pid was recorded. Call it before this process starts
+/// agents of its own (they would be listed too), and kill only the groups of incidents being
+/// recovered: another nightcrier on the same host may own the rest.
+pub fn find_agent_groups() -> Vec<AgentGroup> {
+    let prefix = format!("{MARKER_VAR}=");
+    let mut groups: Vec<AgentGroup> = Vec::new();
+    for stat in all_pids().filter_map(read_stat).filter(is_alive) {
+        let Ok(environ) = fs::read(format!("/proc/{}/environ", stat.pid)) else {
+            continue;
+        };
+        let marker = environ
+            .split(|b| *b == 0)
+            .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.split_once(':'))
+            .and_then(|(id, attempt)| Some((id.parse().ok()?, attempt.parse().ok()?)));
+        let Some((incident_id, attempt)) = marker else {
+            continue;
+        };
+        match groups
+            .iter_mut()
+            .find(|g| g.pgid == stat.pgrp && g.incident_id == incident_id && g.attempt == attempt)
+        {
+            Some(g) => g.pids.push(stat.pid),
+            None => groups.push(AgentGroup {
+                pgid: stat.pgrp,
+                incident_id,
+                attempt,
+                pids: vec![stat.pid],
+            }),
+        }
+    }
+    groups
+}
+
 /// Sends `signal` to process group `pgid`. `Ok(false)` when the group no longer exists.
 pub(crate) fn signal_group(pgid: i32, signal: Signal) -> Result<bool, AgentError> {
     check_group_id(pgid)?;
@@ -152,6 +198,37 @@ mod tests {
                 Err(AgentError::InvalidGroup(_))
             ));
         }
+    }
+
+    #[test]
+    fn finds_and_kills_a_marked_group() {
+        let id = Uuid::now_v7();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env(MARKER_VAR, marker_value(id, 4))
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id() as i32;
+        let found: Vec<AgentGroup> = find_agent_groups()
+            .into_iter()
+            .filter(|g| g.incident_id == id)
+            .collect();
+        assert_eq!(
+            found,
+            vec![AgentGroup {
+                pgid,
+                incident_id: id,
+                attempt: 4,
+                pids: vec![pgid]
+            }]
+        );
+        assert!(kill_leftover_group(pgid, id, 4).unwrap());
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
     }
 
     #[test]
