@@ -73,9 +73,9 @@ async fn a_report_after_exit_zero_succeeds() {
     );
     assert_eq!(report.outcome.reason, None);
     assert_eq!(report.outcome.exit_code, Some(0));
-    assert!(!report.interrupted());
+    assert!(!report.interrupted);
     let pid = started.load(Ordering::SeqCst);
-    assert!(pid > 0, "on_started got the pid");
+    assert_eq!(report.pid, Some(pid), "on_started got the pid");
     let ws = root.path().join(incident.id.to_string());
     assert_eq!(report.workspace, ws);
     assert_eq!(report.report_path, ws.join("output/investigation.md"));
@@ -223,7 +223,7 @@ async fn a_non_zero_exit_fails_even_with_a_report() {
     assert_eq!(report.outcome.status, IncidentStatus::Failed);
     assert_eq!(report.outcome.reason.as_deref(), Some("exit code 2"));
     assert_eq!(report.outcome.exit_code, Some(2));
-    assert!(!report.interrupted());
+    assert!(!report.interrupted);
     assert!(fs::read_to_string(&report.log_path)
         .unwrap()
         .contains("usage error"));
@@ -297,7 +297,7 @@ async fn timeout_kills_a_group_that_ignores_sigterm() {
 
     assert_eq!(report.outcome.status, IncidentStatus::TimedOut);
     assert_eq!(report.outcome.reason.as_deref(), Some("timed out after 2s"));
-    assert!(!report.interrupted());
+    assert!(!report.interrupted);
     let pids = recorded_pids(&report.workspace);
     assert!(
         pids.iter().any(|(role, _)| role == "grandchild"),
@@ -347,7 +347,7 @@ async fn cancellation_mid_run_terminates_the_group_and_says_interrupted() {
     cancel.cancel();
     let report = run.await.unwrap();
 
-    assert!(report.interrupted());
+    assert!(report.interrupted);
     assert_eq!(report.outcome.status, IncidentStatus::Failed);
     assert_eq!(report.outcome.reason.as_deref(), Some(REASON_INTERRUPTED));
     assert_nothing_left(&incident, 1);
@@ -396,13 +396,14 @@ async fn an_agent_that_cannot_start_fails_with_a_clear_reason() {
         })
         .await;
     assert_eq!(report.outcome.status, IncidentStatus::Failed);
-    assert!(!report.interrupted());
+    assert!(!report.interrupted);
     let reason = report.outcome.reason.unwrap();
     assert!(
         reason.contains("failed to start agent `/nonexistent/agent-cli`"),
         "{reason}"
     );
     assert_eq!(started.load(Ordering::SeqCst), 0, "no pid: nothing started");
+    assert_eq!(report.pid, None);
 }
 
 #[tokio::test]

@@ -82,15 +82,11 @@ pub struct RunReport {
     pub log_path: PathBuf,
     pub report_path: PathBuf,
     pub duration: Duration,
-}
-
-impl RunReport {
+    /// The agent's pid (and process-group id), when it was started.
+    pub pid: Option<u32>,
     /// `cancel` fired: the run was stopped, not judged. The outcome is `failed` with reason
     /// [`REASON_INTERRUPTED`]; the worker decides what to record (e.g. re-queue on shutdown).
-    pub fn interrupted(&self) -> bool {
-        self.outcome.status == IncidentStatus::Failed
-            && self.outcome.reason.as_deref() == Some(REASON_INTERRUPTED)
-    }
+    pub interrupted: bool,
 }
 
 /// Paths in the configuration are relative to nightcrier's working directory; the agent runs
@@ -220,18 +216,21 @@ impl AgentRunner {
         let started = Instant::now();
         let ws = self.workspace(incident);
         let agent = self.for_cluster(&incident.cluster);
-        let report = RunReport {
+        let mut report = RunReport {
             outcome: failed(String::new()),
             workspace: ws.dir().to_path_buf(),
             log_path: ws.log_file(),
             report_path: ws.report_file(),
             duration: Duration::ZERO,
+            pid: None,
+            interrupted: false,
         };
         let (invocation, log) = match self.prepare(&ws, agent, incident, occurrences, attempt) {
             Ok(prepared) => prepared,
             Err(e) => return finish(report, failed(e.to_string()), started, incident),
         };
         if cancel.is_cancelled() {
+            report.interrupted = true;
             return finish(report, failed(REASON_INTERRUPTED.into()), started, incident);
         }
         let marker = marker_value(incident.id, attempt);
@@ -239,7 +238,8 @@ impl AgentRunner {
             Ok(child) => child,
             Err(e) => return finish(report, failed(e.to_string()), started, incident),
         };
-        if let Some(pid) = child.id() {
+        report.pid = child.id();
+        if let Some(pid) = report.pid {
             tracing::debug!(incident_id = %incident.id, pid, program = %invocation.program, "agent started");
             on_started(pid);
         }
@@ -255,12 +255,15 @@ impl AgentRunner {
         )
         .await
         {
-            Ok(ending) => outcome::evaluate(
-                &ending,
-                &ws.report_file(),
-                agent.min_report_bytes,
-                agent.timeout,
-            ),
+            Ok(ending) => {
+                report.interrupted = matches!(ending, process::Ending::Interrupted);
+                outcome::evaluate(
+                    &ending,
+                    &ws.report_file(),
+                    agent.min_report_bytes,
+                    agent.timeout,
+                )
+            }
             Err(e) => failed(e.to_string()),
         };
         finish(report, outcome, started, incident)
