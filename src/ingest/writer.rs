@@ -252,49 +252,68 @@ impl IngestWriter {
     /// The batch stays in `inbox.held` until it is written, so a panic anywhere in here leaves
     /// it to the next writer; written faults leave it before anything else happens to them.
     async fn commit_batch(&self, inbox: &mut InboxLease, stop: Stop<'_>) -> StepReport {
-        match self.attempt(&inbox.held, stop).await {
-            Attempt::Recorded(recorded) => {
-                let batch = std::mem::take(&mut inbox.held);
-                self.finish(inbox, batch.len());
-                self.report_recorded(&batch, &recorded)
-            }
-            Attempt::Stopped => StepReport::default(),
-            // Some fault in the batch is bad: write them one by one to lose only that one.
-            Attempt::Rejected(e) if inbox.held.len() > 1 => {
-                tracing::debug!(error = %e, faults = inbox.held.len(), "batch rejected; writing its faults one by one");
-                let mut report = StepReport::default();
-                while !inbox.held.is_empty() {
-                    let outcome = self.attempt(&inbox.held[..1], stop).await;
-                    if matches!(outcome, Attempt::Stopped) {
-                        break;
-                    }
-                    let fault = inbox.held.remove(0);
+        let mut report = StepReport::default();
+        loop {
+            match self.attempt(&inbox.held, stop).await {
+                Attempt::Recorded(recorded) => {
+                    let batch = std::mem::take(&mut inbox.held);
+                    self.finish(inbox, batch.len());
+                    report.add(self.report_recorded(&batch, &recorded));
+                    return report;
+                }
+                Attempt::Stopped => return report,
+                // The store named the bad fault and wrote nothing: drop it, write the rest.
+                Attempt::Rejected(e @ StoreError::InvalidFault { index, .. })
+                    if index < inbox.held.len() =>
+                {
+                    let fault = inbox.held.remove(index);
                     self.finish(inbox, 1);
-                    match outcome {
-                        Attempt::Recorded(r) => {
-                            report.add(self.report_recorded(std::slice::from_ref(&fault), &r))
-                        }
-                        Attempt::Rejected(e) => {
-                            self.reject(&fault, &e);
-                            report.rejected += 1;
-                        }
-                        Attempt::Stopped => {}
+                    self.reject(&fault, &e);
+                    report.rejected += 1;
+                    if inbox.held.is_empty() {
+                        return report;
                     }
                 }
-                report
-            }
-            Attempt::Rejected(e) => {
-                let batch = std::mem::take(&mut inbox.held);
-                self.finish(inbox, batch.len());
-                for fault in &batch {
-                    self.reject(fault, &e);
+                // Some fault in the batch is bad: write them one by one to lose only that one.
+                Attempt::Rejected(e) if inbox.held.len() > 1 => {
+                    tracing::debug!(error = %e, faults = inbox.held.len(), "batch rejected; writing its faults one by one");
+                    report.add(self.commit_one_by_one(inbox, stop).await);
+                    return report;
                 }
-                StepReport {
-                    rejected: batch.len(),
-                    ..StepReport::default()
+                Attempt::Rejected(e) => {
+                    let batch = std::mem::take(&mut inbox.held);
+                    self.finish(inbox, batch.len());
+                    for fault in &batch {
+                        self.reject(fault, &e);
+                    }
+                    report.rejected += batch.len();
+                    return report;
                 }
             }
         }
+    }
+
+    async fn commit_one_by_one(&self, inbox: &mut InboxLease, stop: Stop<'_>) -> StepReport {
+        let mut report = StepReport::default();
+        while !inbox.held.is_empty() {
+            let outcome = self.attempt(&inbox.held[..1], stop).await;
+            if matches!(outcome, Attempt::Stopped) {
+                break;
+            }
+            let fault = inbox.held.remove(0);
+            self.finish(inbox, 1);
+            match outcome {
+                Attempt::Recorded(r) => {
+                    report.add(self.report_recorded(std::slice::from_ref(&fault), &r))
+                }
+                Attempt::Rejected(e) => {
+                    self.reject(&fault, &e);
+                    report.rejected += 1;
+                }
+                Attempt::Stopped => {}
+            }
+        }
+        report
     }
 
     /// Records `faults` in one transaction, retrying (with capped exponential backoff) every
@@ -326,7 +345,10 @@ impl IngestWriter {
                 }
                 Err(e) if rejects_data(&e) => {
                     data_errors += 1;
-                    let deterministic = matches!(e, StoreError::InvalidInput(_));
+                    let deterministic = matches!(
+                        e,
+                        StoreError::InvalidInput(_) | StoreError::InvalidFault { .. }
+                    );
                     if deterministic || faults.len() > 1 || data_errors >= self.opts.reject_after {
                         return Attempt::Rejected(e);
                     }
@@ -493,7 +515,7 @@ fn take_available(inbox: &mut InboxLease, max: usize) {
 /// store), as opposed to being unreachable, busy or broken: only then may a fault be dropped.
 fn rejects_data(e: &StoreError) -> bool {
     match e {
-        StoreError::InvalidInput(_) => true,
+        StoreError::InvalidInput(_) | StoreError::InvalidFault { .. } => true,
         StoreError::Database { source, .. } => source.as_database_error().is_some_and(|db| {
             db.kind() != sqlx::error::ErrorKind::Other
                 // PostgreSQL class 22: data exception (a NUL byte in text, a value out of range).
