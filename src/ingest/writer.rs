@@ -151,6 +151,13 @@ impl IngestWriter {
             return;
         };
         self.resume_after_panic(&mut inbox);
+        // Present from the start, so a dashboard sees 0 rather than no data.
+        let degraded = if self.health.is_ingest_degraded() {
+            1.0
+        } else {
+            0.0
+        };
+        metrics::gauge!(names::INGEST_DEGRADED).set(degraded);
         let mut last_state_flush = Instant::now();
         loop {
             // A batch left by a panicked writer is committed alone, before anything new joins it.
