@@ -6,6 +6,7 @@ mod ingest_support;
 
 use std::time::Duration;
 
+use nightcrier::config::HttpConfig;
 use nightcrier::health::Health;
 use nightcrier::http::{HttpServer, HttpState};
 use nightcrier::ingest::{channel, IngestWriter, WriterOptions};
@@ -166,6 +167,14 @@ async fn a_taken_address_fails_clearly() {
     assert!(err.contains(&addr), "{err}");
     assert!(err.contains("http.listen"), "{err}");
     assert!(err.to_lowercase().contains("in use"), "{err}");
+
+    let off = HttpConfig {
+        listen: String::new(),
+    };
+    assert!(HttpServer::bind_configured(&off, state.clone())
+        .await
+        .unwrap()
+        .is_none());
 
     let err = HttpServer::bind("not-an-address", state)
         .await

@@ -14,6 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::HttpConfig;
 use crate::health::Health;
 use crate::store::Store;
 
@@ -81,6 +82,18 @@ impl HttpServer {
             addr,
             router: router(state),
         })
+    }
+
+    /// Binds `http.listen`; `None` when it is empty (the endpoint is turned off).
+    pub async fn bind_configured(
+        cfg: &HttpConfig,
+        state: HttpState,
+    ) -> Result<Option<Self>, HttpError> {
+        let listen = cfg.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        Self::bind(listen, state).await.map(Some)
     }
 
     pub fn local_addr(&self) -> SocketAddr {

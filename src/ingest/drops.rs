@@ -38,11 +38,12 @@ impl DropLog {
     }
 
     /// Counts one dropped fault of `cluster` and logs if the interval allows.
-    pub(crate) fn record(&self, cluster: &str, reason: &'static str) {
+    /// Returns how many drops it logged (0 when the interval held the line back).
+    pub(crate) fn record(&self, cluster: &str, reason: &'static str) -> u64 {
         metrics::counter!(names::EVENTS_DROPPED, "cluster" => cluster.to_string()).increment(1);
         self.total.fetch_add(1, Ordering::AcqRel);
         self.unlogged.fetch_add(1, Ordering::AcqRel);
-        self.log(Some(cluster), reason, false);
+        self.log(Some(cluster), reason, false)
     }
 
     pub(crate) fn total(&self) -> u64 {
@@ -51,19 +52,19 @@ impl DropLog {
 
     /// Logs drops not yet reported: when `force`, regardless of the interval (shutdown, or the
     /// writer caught up so the burst is over).
-    pub(crate) fn flush(&self, force: bool) {
-        self.log(None, "ingest buffer full", force);
+    pub(crate) fn flush(&self, force: bool) -> u64 {
+        self.log(None, "ingest buffer full", force)
     }
 
-    fn log(&self, cluster: Option<&str>, reason: &'static str, force: bool) {
+    fn log(&self, cluster: Option<&str>, reason: &'static str, force: bool) -> u64 {
         if self.unlogged.load(Ordering::Acquire) == 0 {
-            return;
+            return 0;
         }
         let now = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(NEVER - 1);
         let last = self.last_log_ms.load(Ordering::Acquire);
         let due = last == NEVER || now.saturating_sub(last) >= DROP_LOG_INTERVAL.as_millis() as u64;
         if !(force || due) {
-            return;
+            return 0;
         }
         // One caller wins the right to log this interval; the others just counted.
         if self
@@ -71,11 +72,11 @@ impl DropLog {
             .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            return;
+            return 0;
         }
         let dropped = self.unlogged.swap(0, Ordering::AcqRel);
         if dropped == 0 {
-            return;
+            return 0;
         }
         tracing::warn!(
             cluster = cluster.unwrap_or(""),
@@ -85,5 +86,31 @@ impl DropLog {
             reason,
             "events dropped"
         );
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_drops_gives_one_line_per_interval_with_the_count() {
+        let log = DropLog::new(10);
+        assert_eq!(
+            log.record("a", "full"),
+            1,
+            "the first drop is logged at once"
+        );
+        let held_back: u64 = (0..999).map(|_| log.record("a", "full")).sum();
+        assert_eq!(held_back, 0, "the rest of the burst waits for the interval");
+        assert_eq!(log.flush(false), 0);
+
+        tokio::time::advance(DROP_LOG_INTERVAL).await;
+        assert_eq!(log.record("b", "full"), 1_000, "999 held back + this one");
+        assert_eq!(log.record("b", "full"), 0);
+        assert_eq!(log.flush(true), 1, "a forced flush reports the remainder");
+        assert_eq!(log.flush(true), 0, "nothing left");
+        assert_eq!(log.total(), 1_002);
     }
 }
