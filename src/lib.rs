@@ -11,3 +11,4 @@ pub mod fault;
 pub mod incident;
 pub mod ingest;
 pub mod store;
+pub mod worker;
