@@ -14,6 +14,7 @@ mod rescuer;
 mod run;
 mod runner;
 mod settings;
+mod wakeup;
 
 pub use pool::WorkerPool;
 pub use reconcile::{reconcile_restart, ReconcileCounts, RESTART_REASON};

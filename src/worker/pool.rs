@@ -17,6 +17,7 @@ use super::rescuer::Rescuer;
 use super::run::{execute, format_duration, with_retry, RunDeps, RunEnd, SHUTDOWN_REASON};
 use super::runner::IncidentRunner;
 use super::settings::PoolSettings;
+use super::wakeup::Wakeup;
 use crate::incident::{IncidentStatus, RunOutcome};
 use crate::store::{Claimed, Store, StoreError};
 
@@ -252,13 +253,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let rescuer_stop = CancellationToken::new();
         let mut rescuer: Option<AbortOnDropHandle<()>> = None;
-        // Kept across iterations so a wake-up that arrives while we dispatch is not lost.
-        let store = self.deps.store.clone();
-        let wake = || {
-            let store = store.clone();
-            Box::pin(async move { store.pending_notified().await })
-        };
-        let mut notified = wake();
+        let mut wakeup = Wakeup::new(self.deps.store.clone());
 
         while !soft.is_cancelled() && !hard.is_cancelled() {
             if !self.reconciled {
@@ -277,6 +272,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
                 )));
             }
             if self.reconciled {
+                wakeup.arm();
                 if let Err(e) = self.dispatch_once().await {
                     self.warn_limited("claiming incidents", &e);
                 }
@@ -286,7 +282,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
                 _ = soft.cancelled() => {}
                 _ = hard.cancelled() => {}
                 Some(joined) = self.runs.join_next_with_id() => self.account(joined).await,
-                _ = &mut notified => notified = wake(),
+                _ = wakeup.wait() => {}
                 _ = tick.tick() => {}
             }
         }
