@@ -4,6 +4,10 @@ use thiserror::Error;
 pub enum StoreError {
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// One fault of a [`crate::store::Store::record_faults`] batch is unusable. Nothing of the
+    /// batch was written: drop the fault at `index` and record the rest again.
+    #[error("invalid fault at index {index} of the batch: {reason}")]
+    InvalidFault { index: usize, reason: String },
     #[error("incident {0} not found")]
     NotFound(String),
     #[error("incident id prefix {prefix:?} is ambiguous: it matches {matches} incidents")]
@@ -20,26 +24,88 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// SQLite primary result codes (the low byte of an extended code) that mean "try again later".
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_LOCKED: i64 = 6;
+const SQLITE_CANTOPEN: i64 = 14;
+
 impl StoreError {
-    /// True when the database could not be reached or is busy: worth retrying later.
+    /// True when the database could not be reached or is busy: worth retrying later, nothing was
+    /// written.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Database { source, .. } => {
-                matches!(
-                    source,
-                    sqlx::Error::Io(_)
-                        | sqlx::Error::PoolTimedOut
-                        | sqlx::Error::PoolClosed
-                        | sqlx::Error::WorkerCrashed
-                        | sqlx::Error::Tls(_)
-                ) || source
-                    .as_database_error()
-                    .and_then(|e| e.code())
-                    .is_some_and(|c| {
-                        c.starts_with("08") || c.starts_with("57P") || c == "5" || c == "6"
-                    })
+            StoreError::Database { source, .. } => sqlx_unavailable(source),
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(source)) => {
+                sqlx_unavailable(source)
             }
             _ => false,
         }
+    }
+
+    pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |source| StoreError::Database { context, source }
+    }
+
+    /// A row that this version cannot read (e.g. an unknown status written by a newer version).
+    pub(crate) fn decode(context: &'static str, msg: String) -> StoreError {
+        StoreError::Database {
+            context,
+            source: sqlx::Error::Decode(msg.into()),
+        }
+    }
+}
+
+fn sqlx_unavailable(source: &sqlx::Error) -> bool {
+    match source {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| unavailable_code(&code)),
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs are exactly five characters; SQLite (extended) result codes are integers
+/// of at most four digits.
+fn unavailable_code(code: &str) -> bool {
+    if code.len() == 5 {
+        // 08: connection exception; 57P01..57P03: admin/crash shutdown, cannot connect now;
+        // 53300: too many connections. (40P01/40001 are retried inside the store.)
+        return code.starts_with("08") || code.starts_with("57P") || code == "53300";
+    }
+    code.parse::<i64>().is_ok_and(|n| {
+        let primary = n & 0xff;
+        primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_CANTOPEN
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_codes_of_both_backends() {
+        for code in [
+            "5", "6", "517", "261", "262", "14", "08006", "08001", "57P01", "57P03", "53300",
+        ] {
+            assert!(unavailable_code(code), "{code} should be unavailable");
+        }
+        for code in [
+            "19", "2067", "1555", "23505", "40P01", "42P01", "22P02", "00000",
+        ] {
+            assert!(!unavailable_code(code), "{code} should not be unavailable");
+        }
+    }
+
+    #[test]
+    fn pool_timeouts_and_io_are_unavailable_but_input_errors_are_not() {
+        let e = StoreError::db("x")(sqlx::Error::PoolTimedOut);
+        assert!(e.is_unavailable());
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(StoreError::db("x")(sqlx::Error::Io(io)).is_unavailable());
+        assert!(!StoreError::InvalidInput("bad".into()).is_unavailable());
+        assert!(!StoreError::db("x")(sqlx::Error::RowNotFound).is_unavailable());
     }
 }

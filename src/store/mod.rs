@@ -5,21 +5,39 @@
 //! an agent, how to parse MCP); the rules it does hold (dedup, limits, fencing) are the ones that
 //! must be atomic, and so must live in the database.
 //!
-//! NOTE(skeleton): signatures are the contract other modules code against; bodies are filled in
-//! by the store work.
-#![allow(unused_variables)]
+//! Design notes shared by both backends:
+//! - Every operation is one transaction. On SQLite, writing transactions start with
+//!   `BEGIN IMMEDIATE`, so writers queue on the busy timeout instead of failing when a read lock
+//!   would have to be upgraded. On PostgreSQL, `claim` serialises on a transaction-scoped advisory
+//!   lock, which is what makes the limits hold across processes; a partial unique index allows one
+//!   open (pending/running) incident per (cluster, faultId).
+//! - Times are taken from this process's clock, truncated to microseconds (PostgreSQL's
+//!   precision). SQLite stores them as INTEGER unix microseconds, PostgreSQL as `timestamptz`.
+//! - Dedup compares a fault's `received_at` with the cooldown, so a fault that waited in the
+//!   outage buffer is judged by when it was seen, not when the database came back.
+//! - `attempt` only ever grows (it fences every transition out of `running`); `retry` gives a
+//!   fresh budget by moving `attempt_base` up to it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::config::DatabaseUrl;
 use crate::fault::ReceivedFault;
 use crate::incident::{
     AgentRun, ConnectionState, FaultOccurrence, Incident, IncidentStatus, RunOutcome,
 };
 
+mod batch;
 mod error;
+mod ids;
+mod postgres;
+mod sqlite;
+mod time;
+
 pub use error::StoreError;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -64,6 +82,10 @@ pub struct RescueCounts {
     pub failed: u64,
 }
 
+/// Default and largest page of [`Store::list`].
+pub const DEFAULT_LIST_LIMIT: u32 = 50;
+pub const MAX_LIST_LIMIT: u32 = 10_000;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListFilter {
     pub status: Option<IncidentStatus>,
@@ -82,63 +104,169 @@ pub struct StatusCount {
 
 /// Cheap to clone: a handle on one shared pool.
 #[derive(Clone)]
-pub struct Store {}
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    cooldown: Duration,
+    /// Woken after commits that may have made something pending (and, on PostgreSQL, by the
+    /// listener on NOTIFYs from other processes).
+    pending: Arc<Notify>,
+    /// The PostgreSQL LISTEN task; aborted when the last handle drops.
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.listener.take() {
+            task.abort();
+        }
+    }
+}
+
+enum Backend {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Calls the same-named function of the backend module with the pool.
+macro_rules! dispatch {
+    ($self:ident . $f:ident ( $($arg:expr),* )) => {
+        match &$self.inner.backend {
+            Backend::Sqlite(pool) => sqlite::$f(pool, $($arg),*).await,
+            Backend::Postgres(pool) => postgres::$f(pool, $($arg),*).await,
+        }
+    };
+}
 
 impl Store {
     /// Opens the pool (creating a SQLite file and its parent directory) and applies migrations.
     pub async fn connect(opts: StoreOptions) -> Result<Store> {
-        todo!()
+        let url = DatabaseUrl::new(opts.url.clone());
+        let scheme = opts.url.split(':').next().unwrap_or_default();
+        let pending = Arc::new(Notify::new());
+        let (backend, listener) = match scheme {
+            "sqlite" => (Backend::Sqlite(sqlite::connect(&url, &opts).await?), None),
+            "postgres" | "postgresql" => {
+                let pool = postgres::connect(&url, &opts).await?;
+                let listener = postgres::spawn_listener(pool.clone(), pending.clone());
+                (Backend::Postgres(pool), Some(listener))
+            }
+            _ => {
+                return Err(StoreError::InvalidInput(format!(
+                    "unsupported database URL scheme {scheme:?} in {}: expected sqlite:// or postgres://",
+                    url.redacted()
+                )))
+            }
+        };
+        let store = Store {
+            inner: Arc::new(Inner {
+                backend,
+                cooldown: opts.dedup_cooldown,
+                pending,
+                listener,
+            }),
+        };
+        store.migrate().await?;
+        Ok(store)
     }
 
     /// Applies pending migrations; idempotent.
     pub async fn migrate(&self) -> Result<()> {
-        todo!()
+        match &self.inner.backend {
+            Backend::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Backend::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
     }
 
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
-        todo!()
+        match &self.inner.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// A trivial query: is the database reachable now?
     pub async fn ping(&self) -> Result<()> {
-        todo!()
+        dispatch!(self.ping())
     }
 
     /// Records every fault (an occurrence row each) in one transaction, attaching it to an open
     /// incident of the same (cluster, faultId), or to one that finished within the cooldown, or
     /// opening a new `pending` (or `skipped` when `triage_enabled` is false) incident. Results are
     /// in input order. Wakes [`Store::pending_notified`] waiters when something new is pending.
+    ///
+    /// The batch is validated first: a fault with an empty cluster or faultId (or a NUL character
+    /// in a text field) fails the whole call with [`StoreError::InvalidFault`] naming its index
+    /// and nothing is written, so the caller can drop that fault and record the rest again.
     pub async fn record_faults(&self, faults: &[ReceivedFault]) -> Result<Vec<Recorded>> {
-        todo!()
+        if faults.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = batch::group(faults)?;
+        let cooldown = chrono::Duration::from_std(self.inner.cooldown)
+            .map_err(|_| StoreError::InvalidInput("dedup cooldown is too large".into()))?;
+        let recorded = dispatch!(self.record_faults(faults, &groups, cooldown))?;
+        if recorded
+            .iter()
+            .any(|r| r.created && r.status == IncidentStatus::Pending)
+        {
+            self.wake();
+        }
+        Ok(recorded)
     }
 
     /// Atomically leases the oldest pending incident whose cluster runs fewer than
     /// `max_agents_per_cluster`, only while fewer than `max_concurrent_agents` run in total.
     /// Creates the agent-run row for the new attempt.
     pub async fn claim(&self, owner: &str, limits: ClaimLimits) -> Result<Option<Claimed>> {
-        todo!()
+        if owner.trim().is_empty() {
+            return Err(StoreError::InvalidInput("lease owner is empty".into()));
+        }
+        let lease = time::duration(limits.lease, "lease")?;
+        dispatch!(self.claim(owner, limits, lease))
     }
 
     /// Extends the lease. `Ok(false)` when the lease is lost (completed, cancelled, rescued, or a
     /// newer attempt): the caller must stop the run.
     pub async fn heartbeat(&self, id: Uuid, attempt: i32, lease: Duration) -> Result<bool> {
-        todo!()
+        let lease = time::duration(lease, "lease")?;
+        dispatch!(self.heartbeat(id, attempt, lease))
     }
 
-    /// Records the agent's pid for the running attempt (for crash recovery).
+    /// Records the agent's pid for the running attempt (for crash recovery). `NotFound` when the
+    /// attempt has no agent-run row.
     pub async fn set_run_pid(&self, id: Uuid, attempt: i32, pid: i32) -> Result<()> {
-        todo!()
+        dispatch!(self.set_run_pid(id, attempt, pid))
+    }
+
+    /// Records where the attempt's agent log is written. `NotFound` when the attempt has no
+    /// agent-run row.
+    pub async fn set_run_log_path(&self, id: Uuid, attempt: i32, path: &str) -> Result<()> {
+        dispatch!(self.set_run_log_path(id, attempt, path))
     }
 
     /// Ends a running attempt. Fenced: `Ok(false)` and no change unless the incident is running
-    /// with this attempt.
+    /// with this attempt. `outcome.status` must be succeeded, failed or timed_out.
     pub async fn complete(&self, id: Uuid, attempt: i32, outcome: &RunOutcome) -> Result<bool> {
-        todo!()
+        match outcome.status {
+            IncidentStatus::Succeeded | IncidentStatus::Failed | IncidentStatus::TimedOut => {}
+            other => {
+                return Err(StoreError::InvalidInput(format!(
+                "an agent run cannot complete as {other}: expected succeeded, failed or timed_out"
+            )))
+            }
+        }
+        dispatch!(self.complete(id, attempt, outcome))
     }
 
     /// Gives a running attempt back (shutdown interrupted it): `pending` again, or `failed` with
-    /// `reason` when the attempts are used up. Fenced like [`Store::complete`].
+    /// `reason` when the attempts are used up. Fenced like [`Store::complete`]. The attempt's
+    /// agent-run row ends as failed with `reason` either way.
     pub async fn requeue(
         &self,
         id: Uuid,
@@ -146,75 +274,147 @@ impl Store {
         reason: &str,
         max_attempts: u32,
     ) -> Result<bool> {
-        todo!()
+        let max = max_attempts_i32(max_attempts)?;
+        let requeued = dispatch!(self.requeue(id, attempt, reason, max))?;
+        if requeued == Some(IncidentStatus::Pending) {
+            self.wake();
+        }
+        Ok(requeued.is_some())
     }
 
     /// Expired leases go back to `pending`, or to `failed` ("lease expired") after `max_attempts`.
     pub async fn rescue_expired(&self, max_attempts: u32) -> Result<RescueCounts> {
-        todo!()
+        let max = max_attempts_i32(max_attempts)?;
+        let counts = dispatch!(self.rescue_expired(max))?;
+        if counts.requeued > 0 {
+            self.wake();
+        }
+        Ok(counts)
     }
 
     /// Running incidents whose lease owner starts with `owner_prefix` (a previous boot of this
     /// instance), with their running agent run, for restart reconciliation.
     pub async fn running_owned_by(&self, owner_prefix: &str) -> Result<Vec<(Incident, AgentRun)>> {
-        todo!()
+        if owner_prefix.is_empty() {
+            return Err(StoreError::InvalidInput(
+                "lease owner prefix is empty".into(),
+            ));
+        }
+        dispatch!(self.running_owned_by(owner_prefix))
     }
 
-    /// Terminal → pending (a new attempt budget). Errors for pending/running.
+    /// Terminal → pending (a new attempt budget). `Conflict` for pending/running, and when
+    /// another incident of the same fault is open.
     pub async fn retry(&self, id: Uuid) -> Result<Incident> {
-        todo!()
+        let incident = dispatch!(self.retry(id))?;
+        self.wake();
+        Ok(incident)
     }
 
     /// Pending or running → cancelled (a running agent loses its lease at the next heartbeat).
+    /// `Conflict` when the incident has already finished.
     pub async fn cancel(&self, id: Uuid) -> Result<Incident> {
-        todo!()
+        dispatch!(self.cancel(id))
     }
 
+    /// Newest first.
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<Incident>> {
-        todo!()
+        let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        if limit > MAX_LIST_LIMIT {
+            return Err(StoreError::InvalidInput(format!(
+                "list limit {limit} is above the maximum of {MAX_LIST_LIMIT}"
+            )));
+        }
+        if filter.cluster.as_deref() == Some("") {
+            return Err(StoreError::InvalidInput("cluster filter is empty".into()));
+        }
+        dispatch!(self.list(filter, i64::from(limit)))
     }
 
     /// By full id, or by a unique prefix of at least 8 characters of its text form.
     pub async fn get(&self, id_or_prefix: &str) -> Result<Incident> {
-        todo!()
+        match ids::parse(id_or_prefix)? {
+            ids::IdQuery::Full(id) => {
+                let found = dispatch!(self.get_by_id(id))?;
+                found.ok_or_else(|| StoreError::NotFound(id.to_string()))
+            }
+            ids::IdQuery::Prefix(prefix) => {
+                let mut found = dispatch!(self.get_by_prefix(&prefix))?;
+                match found.len() {
+                    0 => Err(StoreError::NotFound(prefix)),
+                    1 => Ok(found.remove(0)),
+                    matches => Err(StoreError::Ambiguous { prefix, matches }),
+                }
+            }
+        }
     }
 
     /// Oldest first, at most `limit`.
     pub async fn occurrences(&self, id: Uuid, limit: u32) -> Result<Vec<FaultOccurrence>> {
-        todo!()
+        dispatch!(self.occurrences(id, i64::from(limit)))
     }
 
     /// Every attempt, oldest first.
     pub async fn agent_runs(&self, id: Uuid) -> Result<Vec<AgentRun>> {
-        todo!()
+        dispatch!(self.agent_runs(id))
     }
 
+    /// Ordered by cluster, then status.
     pub async fn status_counts(&self) -> Result<Vec<StatusCount>> {
-        todo!()
+        dispatch!(self.status_counts())
     }
 
     /// Insert or replace the row of `state.cluster`.
     pub async fn put_connection_state(&self, state: &ConnectionState) -> Result<()> {
-        todo!()
+        if state.cluster.is_empty() {
+            return Err(StoreError::InvalidInput(
+                "connection state has an empty cluster".into(),
+            ));
+        }
+        dispatch!(self.put_connection_state(state))
     }
 
+    /// Ordered by cluster.
     pub async fn connection_states(&self) -> Result<Vec<ConnectionState>> {
-        todo!()
+        dispatch!(self.connection_states())
     }
 
-    /// Incidents finished (not succeeded) since `since`, newest first, at most `limit`.
+    /// Incidents finished as failed, timed_out or cancelled since `since`, newest first, at most
+    /// `limit`. (Skipped incidents are not failures.)
     pub async fn recent_failures(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Incident>> {
-        todo!()
+        dispatch!(self.recent_failures(since, i64::from(limit)))
     }
 
     /// Completes when something new may be pending: after a `record_faults`/`retry`/`requeue` in
     /// this process, or (PostgreSQL) a NOTIFY from another process. Spurious wake-ups are allowed.
     pub async fn pending_notified(&self) {
-        todo!()
+        self.inner.pending.notified().await
     }
 
-    /// Closes the pool.
+    /// Closes the pool and stops the PostgreSQL listener.
     pub async fn close(&self) {
-        todo!()
+        if let Some(task) = &self.inner.listener {
+            task.abort();
+        }
+        match &self.inner.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
+        }
     }
+
+    fn wake(&self) {
+        // Wake everyone waiting now, and leave a permit for a waiter that is between its last
+        // empty claim and its next wait, so the wake-up cannot fall into that gap.
+        self.inner.pending.notify_waiters();
+        self.inner.pending.notify_one();
+    }
+}
+
+fn max_attempts_i32(max_attempts: u32) -> Result<i32> {
+    if max_attempts == 0 {
+        return Err(StoreError::InvalidInput(
+            "max_attempts must be at least 1".into(),
+        ));
+    }
+    Ok(i32::try_from(max_attempts).unwrap_or(i32::MAX))
 }

@@ -1,0 +1,432 @@
+//! The PostgreSQL queue: claim, lease, fencing and the operator's transitions.
+//!
+//! Only `claim` makes an incident running, and every claim first takes one transaction-scoped
+//! advisory lock: claims from all processes run one at a time and each sees the previous one's
+//! commit (READ COMMITTED takes a new snapshot per statement), so the counts it checks are exact.
+//! Everything else only lowers the running counts, so it needs no lock.
+
+use chrono::{DateTime, Duration, Utc};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::rows::{self, INCIDENT_COLUMNS, RUN_COLUMNS};
+use super::{notify_pending, with_retry};
+use crate::incident::{AgentRun, Incident, IncidentStatus, RunOutcome};
+use crate::store::{time, ClaimLimits, Claimed, RescueCounts, Result, StoreError};
+
+/// The advisory lock key of claims ("nightcrier claim").
+const CLAIM_LOCK: i64 = 0x6e63_636c_6169_6d00;
+
+pub(in crate::store) async fn claim(
+    pool: &PgPool,
+    owner: &str,
+    limits: ClaimLimits,
+    lease: Duration,
+) -> Result<Option<Claimed>> {
+    with_retry(|| claim_once(pool, owner, limits, lease)).await
+}
+
+async fn claim_once(
+    pool: &PgPool,
+    owner: &str,
+    limits: ClaimLimits,
+    lease: Duration,
+) -> Result<Option<Claimed>> {
+    const CTX: &str = "claiming an incident";
+    let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(CLAIM_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
+    let running: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM incidents WHERE status = 'running'")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::db(CTX))?;
+    if running >= i64::from(limits.max_concurrent_agents) {
+        return Ok(None);
+    }
+    let now = time::now();
+    let row = sqlx::query(&format!(
+        "UPDATE incidents SET status = 'running', attempt = attempt + 1, started_at = $1, \
+         lease_owner = $2, lease_expires_at = $3, finished_at = NULL, failure_reason = NULL \
+         WHERE status = 'pending' AND id = (SELECT id FROM incidents \
+           WHERE status = 'pending' AND cluster NOT IN \
+             (SELECT cluster FROM incidents WHERE status = 'running' \
+              GROUP BY cluster HAVING count(*) >= $4) \
+           ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING {INCIDENT_COLUMNS}"
+    ))
+    .bind(now)
+    .bind(owner)
+    .bind(now + lease)
+    .bind(i64::from(limits.max_agents_per_cluster))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(StoreError::db(CTX))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let incident = rows::incident(&row)?;
+    sqlx::query(
+        "INSERT INTO agent_runs (incident_id, attempt, worker, started_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(incident.id)
+    .bind(incident.attempt)
+    .bind(owner)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::db(CTX))?;
+    tx.commit().await.map_err(StoreError::db(CTX))?;
+    Ok(Some(Claimed {
+        attempt: incident.attempt,
+        incident,
+    }))
+}
+
+pub(in crate::store) async fn heartbeat(
+    pool: &PgPool,
+    id: Uuid,
+    attempt: i32,
+    lease: Duration,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE incidents SET lease_expires_at = $1 \
+         WHERE id = $2 AND attempt = $3 AND status = 'running'",
+    )
+    .bind(time::now() + lease)
+    .bind(id)
+    .bind(attempt)
+    .execute(pool)
+    .await
+    .map_err(StoreError::db("extending a lease"))?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(in crate::store) async fn set_run_pid(
+    pool: &PgPool,
+    id: Uuid,
+    attempt: i32,
+    pid: i32,
+) -> Result<()> {
+    let done =
+        sqlx::query("UPDATE agent_runs SET pid = $1 WHERE incident_id = $2 AND attempt = $3")
+            .bind(pid)
+            .bind(id)
+            .bind(attempt)
+            .execute(pool)
+            .await
+            .map_err(StoreError::db("recording an agent's pid"))?;
+    found(done.rows_affected(), id, attempt)
+}
+
+pub(in crate::store) async fn set_run_log_path(
+    pool: &PgPool,
+    id: Uuid,
+    attempt: i32,
+    path: &str,
+) -> Result<()> {
+    let done =
+        sqlx::query("UPDATE agent_runs SET log_path = $1 WHERE incident_id = $2 AND attempt = $3")
+            .bind(path)
+            .bind(id)
+            .bind(attempt)
+            .execute(pool)
+            .await
+            .map_err(StoreError::db("recording an agent's log path"))?;
+    found(done.rows_affected(), id, attempt)
+}
+
+fn found(rows: u64, id: Uuid, attempt: i32) -> Result<()> {
+    if rows == 0 {
+        return Err(StoreError::NotFound(format!("{id} (attempt {attempt})")));
+    }
+    Ok(())
+}
+
+/// How an attempt's agent-run row ends.
+struct RunEnd<'a> {
+    outcome: IncidentStatus,
+    reason: Option<&'a str>,
+    exit_code: Option<i32>,
+    at: DateTime<Utc>,
+}
+
+async fn finish_run(
+    tx: &mut sqlx::PgConnection,
+    id: Uuid,
+    attempt: i32,
+    end: RunEnd<'_>,
+    context: &'static str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE agent_runs SET finished_at = $1, outcome = $2, reason = $3, exit_code = $4 \
+         WHERE incident_id = $5 AND attempt = $6 AND finished_at IS NULL",
+    )
+    .bind(end.at)
+    .bind(end.outcome.as_str())
+    .bind(end.reason)
+    .bind(end.exit_code)
+    .bind(id)
+    .bind(attempt)
+    .execute(tx)
+    .await
+    .map_err(StoreError::db(context))?;
+    Ok(())
+}
+
+pub(in crate::store) async fn complete(
+    pool: &PgPool,
+    id: Uuid,
+    attempt: i32,
+    outcome: &RunOutcome,
+) -> Result<bool> {
+    const CTX: &str = "completing an agent run";
+    let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
+    let now = time::now();
+    let done = sqlx::query(
+        "UPDATE incidents SET status = $1, failure_reason = $2, finished_at = $3, \
+         lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id = $4 AND attempt = $5 AND status = 'running'",
+    )
+    .bind(outcome.status.as_str())
+    .bind(&outcome.reason)
+    .bind(now)
+    .bind(id)
+    .bind(attempt)
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::db(CTX))?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    let end = RunEnd {
+        outcome: outcome.status,
+        reason: outcome.reason.as_deref(),
+        exit_code: outcome.exit_code,
+        at: now,
+    };
+    finish_run(&mut tx, id, attempt, end, CTX).await?;
+    tx.commit().await.map_err(StoreError::db(CTX))?;
+    Ok(true)
+}
+
+/// Returns the new status, or `None` when the lease was already lost.
+pub(in crate::store) async fn requeue(
+    pool: &PgPool,
+    id: Uuid,
+    attempt: i32,
+    reason: &str,
+    max_attempts: i32,
+) -> Result<Option<IncidentStatus>> {
+    const CTX: &str = "requeueing an interrupted run";
+    let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
+    let now = time::now();
+    let row = sqlx::query(
+        "UPDATE incidents SET \
+           status = CASE WHEN attempt - attempt_base >= $1 THEN 'failed' ELSE 'pending' END, \
+           failure_reason = CASE WHEN attempt - attempt_base >= $1 THEN $2 ELSE NULL END, \
+           finished_at = CASE WHEN attempt - attempt_base >= $1 THEN $3 ELSE NULL END, \
+           lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id = $4 AND attempt = $5 AND status = 'running' RETURNING status",
+    )
+    .bind(max_attempts)
+    .bind(reason)
+    .bind(now)
+    .bind(id)
+    .bind(attempt)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(StoreError::db(CTX))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let status = rows::status(row.get("status"))?;
+    let end = RunEnd {
+        outcome: IncidentStatus::Failed,
+        reason: Some(reason),
+        exit_code: None,
+        at: now,
+    };
+    finish_run(&mut tx, id, attempt, end, CTX).await?;
+    if status == IncidentStatus::Pending {
+        notify_pending(&mut tx, CTX).await?;
+    }
+    tx.commit().await.map_err(StoreError::db(CTX))?;
+    Ok(Some(status))
+}
+
+pub(in crate::store) async fn rescue_expired(
+    pool: &PgPool,
+    max_attempts: i32,
+) -> Result<RescueCounts> {
+    const CTX: &str = "rescuing expired leases";
+    const REASON: &str = "lease expired";
+    let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
+    let now = time::now();
+    let rescued = sqlx::query(
+        "UPDATE incidents SET \
+           status = CASE WHEN attempt - attempt_base >= $1 THEN 'failed' ELSE 'pending' END, \
+           failure_reason = CASE WHEN attempt - attempt_base >= $1 THEN $2 ELSE NULL END, \
+           finished_at = CASE WHEN attempt - attempt_base >= $1 THEN $3 ELSE NULL END, \
+           lease_owner = NULL, lease_expires_at = NULL \
+         WHERE status = 'running' AND lease_expires_at <= $3 RETURNING id, attempt, status",
+    )
+    .bind(max_attempts)
+    .bind(REASON)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(StoreError::db(CTX))?;
+    let mut counts = RescueCounts::default();
+    for row in &rescued {
+        match rows::status(row.get("status"))? {
+            IncidentStatus::Pending => counts.requeued += 1,
+            _ => counts.failed += 1,
+        }
+        let end = RunEnd {
+            outcome: IncidentStatus::Failed,
+            reason: Some(REASON),
+            exit_code: None,
+            at: now,
+        };
+        finish_run(&mut tx, row.get("id"), row.get("attempt"), end, CTX).await?;
+    }
+    if counts.requeued > 0 {
+        notify_pending(&mut tx, CTX).await?;
+    }
+    tx.commit().await.map_err(StoreError::db(CTX))?;
+    Ok(counts)
+}
+
+pub(in crate::store) async fn running_owned_by(
+    pool: &PgPool,
+    owner_prefix: &str,
+) -> Result<Vec<(Incident, AgentRun)>> {
+    // One query per incident: restart reconciliation reads a handful of rows, and this reads
+    // more clearly than aliasing every column of a join.
+    let rows = sqlx::query(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents \
+         WHERE status = 'running' AND starts_with(lease_owner, $1) ORDER BY created_at, id"
+    ))
+    .bind(owner_prefix)
+    .fetch_all(pool)
+    .await
+    .map_err(StoreError::db("reading running incidents"))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let incident = rows::incident(row)?;
+        let run = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM agent_runs WHERE incident_id = $1 AND attempt = $2"
+        ))
+        .bind(incident.id)
+        .bind(incident.attempt)
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::db("reading running incidents"))?;
+        if let Some(run) = run {
+            out.push((incident, rows::agent_run(&run)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads and locks the incident for the rest of the transaction.
+async fn load(tx: &mut sqlx::PgConnection, id: Uuid, context: &'static str) -> Result<Incident> {
+    let row = sqlx::query(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(tx)
+    .await
+    .map_err(StoreError::db(context))?;
+    match row {
+        Some(row) => rows::incident(&row),
+        None => Err(StoreError::NotFound(id.to_string())),
+    }
+}
+
+pub(in crate::store) async fn retry(pool: &PgPool, id: Uuid) -> Result<Incident> {
+    const CTX: &str = "retrying an incident";
+    let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
+    let current = load(&mut tx, id, CTX).await?;
+    if current.status.is_open() {
+        return Err(StoreError::Conflict(format!(
+            "incident {id} is {}: only finished incidents can be retried",
+            current.status
+        )));
+    }
+    let other: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM incidents WHERE cluster = $1 AND fault_id = $2 \
+         AND status IN ('pending', 'running') AND id <> $3",
+    )
+    .bind(&current.cluster)
+    .bind(&current.fault_id)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(StoreError::db(CTX))?;
+    let open_conflict = |other: String| {
+        StoreError::Conflict(format!(
+            "incident {id} cannot be retried: incident {other} for the same fault is already open"
+        ))
+    };
+    if let Some(other) = other {
+        return Err(open_conflict(other.to_string()));
+    }
+    let row = sqlx::query(&format!(
+        "UPDATE incidents SET status = 'pending', attempt_base = attempt, failure_reason = NULL, \
+         finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 \
+         RETURNING {INCIDENT_COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| match &e {
+        // Another process opened an incident for this fault since the check above.
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+            open_conflict("(new)".into())
+        }
+        _ => StoreError::db(CTX)(e),
+    })?;
+    let incident = rows::incident(&row)?;
+    notify_pending(&mut tx, CTX).await?;
+    tx.commit().await.map_err(StoreError::db(CTX))?;
+    Ok(incident)
+}
+
+pub(in crate::store) async fn cancel(pool: &PgPool, id: Uuid) -> Result<Incident> {
+    const CTX: &str = "cancelling an incident";
+    let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
+    let current = load(&mut tx, id, CTX).await?;
+    if current.status.is_terminal() {
+        return Err(StoreError::Conflict(format!(
+            "incident {id} is already {}: only pending or running incidents can be cancelled",
+            current.status
+        )));
+    }
+    let now = time::now();
+    let row = sqlx::query(&format!(
+        "UPDATE incidents SET status = 'cancelled', finished_at = $1, \
+         lease_owner = NULL, lease_expires_at = NULL WHERE id = $2 RETURNING {INCIDENT_COLUMNS}"
+    ))
+    .bind(now)
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(StoreError::db(CTX))?;
+    if current.status == IncidentStatus::Running {
+        let end = RunEnd {
+            outcome: IncidentStatus::Cancelled,
+            reason: Some("cancelled"),
+            exit_code: None,
+            at: now,
+        };
+        finish_run(&mut tx, id, current.attempt, end, CTX).await?;
+    }
+    let incident = rows::incident(&row)?;
+    tx.commit().await.map_err(StoreError::db(CTX))?;
+    Ok(incident)
+}

@@ -1,0 +1,161 @@
+//! Test support shared by every integration test: stores on a real SQLite file or a real
+//! PostgreSQL server, and fault builders.
+//!
+//! - [`TestDb::sqlite()`] / [`TestDb::postgres()`]: a fresh, empty database of that backend;
+//!   `db.store().await` (or `db.store_with(opts)`) opens a new pool on it (call it again for a
+//!   second, independent pool: a second "process").
+//! - [`PgServer`] (in `pg.rs`): a throwaway PostgreSQL server that tests may `stop()` and
+//!   `start_again()`, or the server of `NIGHTCRIER_TEST_POSTGRES_URL`.
+//! - [`fault`] / [`fault_at`]: a `ReceivedFault` shaped like the protocol's reference example.
+//!
+//! There is no silent skip anywhere: without PostgreSQL, PostgreSQL tests panic with the reason.
+#![allow(dead_code)]
+
+pub mod pg;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nightcrier::fault::{Fault, ReceivedFault, ResourceRef};
+use nightcrier::store::{Store, StoreOptions};
+
+pub use pg::PgServer;
+
+/// Options as the defaults of `database.*` and `dedup.*` would give them.
+pub fn store_options(url: &str) -> StoreOptions {
+    StoreOptions {
+        url: url.to_string(),
+        max_connections: 10,
+        acquire_timeout: Duration::from_secs(10),
+        dedup_cooldown: Duration::from_secs(30 * 60),
+    }
+}
+
+/// The URL of `dir/nightcrier.db`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("nightcrier.db").display())
+}
+
+/// A store on a new SQLite file in `dir`, migrations applied.
+pub async fn sqlite_store(dir: &Path) -> Store {
+    Store::connect(store_options(&sqlite_url(dir)))
+        .await
+        .expect("opening the SQLite store")
+}
+
+/// A fresh database of one backend. Keep it alive for the whole test (it owns the SQLite
+/// directory or the PostgreSQL server).
+pub enum TestDb {
+    Sqlite(tempfile::TempDir),
+    Postgres { server: PgServer, url: String },
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        TestDb::Sqlite(tempfile::tempdir().expect("creating a temporary directory"))
+    }
+
+    /// A fresh database on a throwaway (or `NIGHTCRIER_TEST_POSTGRES_URL`) server.
+    pub async fn postgres() -> TestDb {
+        let server = tokio::task::spawn_blocking(PgServer::start)
+            .await
+            .expect("starting PostgreSQL");
+        let url = server.fresh_database().await;
+        TestDb::Postgres { server, url }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            TestDb::Sqlite(_) => "sqlite",
+            TestDb::Postgres { .. } => "postgres",
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            TestDb::Sqlite(dir) => sqlite_url(dir.path()),
+            TestDb::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    pub fn options(&self) -> StoreOptions {
+        store_options(&self.url())
+    }
+
+    /// A new store (its own pool) with the default options.
+    pub async fn store(&self) -> Store {
+        self.store_with(self.options()).await
+    }
+
+    pub async fn store_with(&self, opts: StoreOptions) -> Store {
+        Store::connect(opts).await.expect("opening the store")
+    }
+
+    /// The PostgreSQL server, for tests that stop and start it.
+    pub fn pg_server(&self) -> Option<&PgServer> {
+        match self {
+            TestDb::Postgres { server, .. } => Some(server),
+            TestDb::Sqlite(_) => None,
+        }
+    }
+}
+
+/// A CrashLoop fault on a pod, received now, triage enabled.
+pub fn fault(cluster: &str, fault_id: &str) -> ReceivedFault {
+    fault_at(cluster, fault_id, Utc::now())
+}
+
+/// Like [`fault`], received at `received_at`.
+pub fn fault_at(cluster: &str, fault_id: &str, received_at: DateTime<Utc>) -> ReceivedFault {
+    let data = Fault {
+        subscription_id: "sub-5f1c2e9a".into(),
+        cluster: cluster.into(),
+        fault_id: fault_id.into(),
+        fault_type: "CrashLoop".into(),
+        severity: "critical".into(),
+        resource: ResourceRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: format!("pod-{fault_id}"),
+            namespace: Some("default".into()),
+            uid: format!("uid-{fault_id}"),
+        },
+        context: "Container entered CrashLoopBackOff state, restart count: 3".into(),
+        timestamp: "2025-12-19T22:11:10+01:00".into(),
+    };
+    let raw = serde_json::to_value(&data).expect("a fault serialises");
+    ReceivedFault {
+        cluster: cluster.into(),
+        fault: data,
+        received_at,
+        raw,
+        triage_enabled: true,
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for each named `async fn(&TestDb)`:
+/// `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! store_conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = $crate::common::TestDb::sqlite();
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = $crate::common::TestDb::postgres().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
