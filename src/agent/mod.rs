@@ -1,47 +1,176 @@
 //! The agent runtime: one incident's workspace, the agent's argv (presets, command, container),
-//! its process group, timeout and outcome.
+//! its process group, timeout and outcome, and the cluster permission preflight.
 //!
 //! This module owns everything about running one agent process. It must not know the database
 //! schema: it gets an [`Incident`] and its occurrences, and returns a [`RunReport`]; the worker
-//! records it.
+//! records it. It never writes agent output to nightcrier's stdout: that goes to the
+//! workspace's `logs/agent.log` only.
 //!
-//! NOTE(skeleton): signatures are the contract the worker codes against.
-#![allow(unused_variables)]
+//! Files: `workspace` (layout, modes), `prompt` (the template), `presets` (each CLI's argv),
+//! `invocation` (argv + environment of a run), `container` (the docker/podman wrapper),
+//! `process` (spawn, timeout, group kill), `procfs` (finding a group's processes, leftover
+//! groups after a crash), `outcome` (exit + report → status), `preflight` (kubectl auth can-i).
 
-use std::path::PathBuf;
-use std::time::Duration;
+mod container;
+mod error;
+mod invocation;
+mod outcome;
+mod preflight;
+mod presets;
+mod process;
+mod procfs;
+mod prompt;
+mod workspace;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::incident::{FaultOccurrence, Incident, RunOutcome};
+use crate::config::{AgentConfig, ClusterConfig, Config};
+use crate::incident::{FaultOccurrence, Incident, IncidentStatus, RunOutcome};
 
-/// Everything one run needs besides the incident; built once from the configuration.
+pub use container::{container_name, runtime_binary};
+pub use error::AgentError;
+pub use invocation::{build as build_invocation, Invocation, RunSpec, ENV_PASSTHROUGH};
+pub use outcome::{REASON_INTERRUPTED, REASON_REPORT_MISSING};
+pub use preflight::{
+    preflight, preflight_with, CheckResult, ClusterPermissions, PermissionCheck,
+    DEFAULT_PREFLIGHT_TIMEOUT, REQUIRED_READS,
+};
+pub use procfs::{
+    find_agent_groups, kill_leftover_group, live_group_members, live_processes_with_marker,
+    marker_value, wait_group_gone, AgentGroup, MARKER_VAR,
+};
+pub use prompt::REPORT_SECTIONS;
+pub use workspace::{Workspace, MAX_OCCURRENCES_IN_FILE};
+
+/// Everything one run needs besides the incident; built once from the configuration. Cheap to
+/// clone: clones share the preflight results.
 #[derive(Clone)]
-pub struct AgentRunner {}
+pub struct AgentRunner {
+    workspace_root: PathBuf,
+    default_agent: Arc<AgentConfig>,
+    clusters: Arc<HashMap<String, ClusterEntry>>,
+    /// The latest preflight of each cluster, copied into every workspace. A std lock: it is
+    /// never held across an await.
+    permissions: Arc<RwLock<HashMap<String, ClusterPermissions>>>,
+    kubectl: PathBuf,
+}
+
+struct ClusterEntry {
+    config: ClusterConfig,
+    agent: Option<AgentConfig>,
+    /// Absolute: the agent's working directory is its workspace, not ours.
+    kubeconfig: Option<PathBuf>,
+}
 
 /// What one run produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunReport {
     /// succeeded / failed / timed_out with a reason (`exit code 2`, `report missing`,
-    /// `report too small (12 bytes)`, `timed out after 15m`, `cancelled`).
+    /// `report too small (12 bytes)`, `timed out after 15m`, `interrupted`).
     pub outcome: RunOutcome,
     pub workspace: PathBuf,
     pub log_path: PathBuf,
     pub report_path: PathBuf,
     pub duration: Duration,
+    /// The agent's pid (and process-group id), when it was started.
+    pub pid: Option<u32>,
+    /// `cancel` fired: the run was stopped, not judged. The outcome is `failed` with reason
+    /// [`REASON_INTERRUPTED`]; the worker decides what to record (e.g. re-queue on shutdown).
+    pub interrupted: bool,
+}
+
+/// Paths in the configuration are relative to nightcrier's working directory; the agent runs
+/// elsewhere.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 impl AgentRunner {
     pub fn new(config: &Config) -> Self {
-        todo!()
+        let clusters = config
+            .clusters
+            .iter()
+            .map(|c| {
+                let entry = ClusterEntry {
+                    config: c.clone(),
+                    agent: c.agent.clone(),
+                    kubeconfig: c.triage.kubeconfig.as_deref().map(absolute),
+                };
+                (c.name.clone(), entry)
+            })
+            .collect();
+        Self {
+            workspace_root: absolute(&config.workspace_root),
+            default_agent: Arc::new(config.agent.clone()),
+            clusters: Arc::new(clusters),
+            permissions: Arc::default(),
+            kubectl: PathBuf::from("kubectl"),
+        }
+    }
+
+    /// Uses this kubectl for the preflight instead of the one on `PATH`.
+    pub fn with_kubectl(mut self, kubectl: impl Into<PathBuf>) -> Self {
+        self.kubectl = kubectl.into();
+        self
+    }
+
+    /// The agent block in force for `cluster`: its own when it has one (it replaces the global
+    /// block entirely), else the global one (also for clusters no longer configured).
+    pub fn for_cluster(&self, cluster: &str) -> &AgentConfig {
+        self.clusters
+            .get(cluster)
+            .and_then(|c| c.agent.as_ref())
+            .unwrap_or(&self.default_agent)
+    }
+
+    pub fn workspace(&self, incident: &Incident) -> Workspace {
+        Workspace::new(&self.workspace_root, incident.id)
+    }
+
+    /// Runs the permission preflight for every cluster with triage enabled (two clusters at a
+    /// time) and keeps the results for the workspaces of later runs.
+    pub async fn preflight_all(&self, timeout: Duration) -> Vec<ClusterPermissions> {
+        use futures::StreamExt;
+        let clusters: Vec<&ClusterConfig> = self
+            .clusters
+            .values()
+            .map(|c| &c.config)
+            .filter(|c| c.triage.enabled)
+            .collect();
+        let results: Vec<ClusterPermissions> = futures::stream::iter(clusters)
+            .map(|c| preflight_with(&self.kubectl, c, timeout))
+            .buffer_unordered(2)
+            .collect()
+            .await;
+        for perms in &results {
+            self.set_permissions(perms.clone());
+        }
+        results
+    }
+
+    pub fn set_permissions(&self, perms: ClusterPermissions) {
+        let mut map = self.permissions.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(perms.cluster.clone(), perms);
+    }
+
+    pub fn permissions(&self, cluster: &str) -> Option<ClusterPermissions> {
+        let map = self.permissions.read().unwrap_or_else(|e| e.into_inner());
+        map.get(cluster).cloned()
     }
 
     /// Prepares `<workspace_root>/<incident-id>/`, starts the agent in its own process group and
     /// waits for it, bounded by the agent timeout. `on_started(pid)` is called once the process
     /// exists (the worker records the pid for crash recovery). When `cancel` fires the process
-    /// group is terminated (SIGTERM, then SIGKILL after `kill_grace`) and the outcome says so.
-    /// Never leaves a process of the agent behind.
+    /// group is terminated (SIGTERM, then SIGKILL after `kill_grace`) and the report says
+    /// `interrupted`. Never leaves a process of the agent's group behind, even when this future
+    /// is dropped.
     pub async fn run(
         &self,
         incident: &Incident,
@@ -50,6 +179,192 @@ impl AgentRunner {
         cancel: CancellationToken,
         on_started: &(dyn Fn(u32) + Send + Sync),
     ) -> RunReport {
-        todo!()
+        let started = Instant::now();
+        let ws = self.workspace(incident);
+        let agent = self.for_cluster(&incident.cluster);
+        let mut report = RunReport {
+            outcome: failed(String::new()),
+            workspace: ws.dir().to_path_buf(),
+            log_path: ws.log_file(),
+            report_path: ws.report_file(),
+            duration: Duration::ZERO,
+            pid: None,
+            interrupted: false,
+        };
+        let (invocation, log) = match self.prepare(&ws, agent, incident, occurrences, attempt) {
+            Ok(prepared) => prepared,
+            Err(e) => return finish(report, failed(e.to_string()), started, incident),
+        };
+        if cancel.is_cancelled() {
+            report.interrupted = true;
+            return finish(report, failed(REASON_INTERRUPTED.into()), started, incident);
+        }
+        let marker = marker_value(incident.id, attempt);
+        let child = match process::spawn(&invocation, log, &marker) {
+            Ok(child) => child,
+            Err(e) => return finish(report, failed(e.to_string()), started, incident),
+        };
+        report.pid = child.id();
+        if let Some(pid) = report.pid {
+            tracing::debug!(incident_id = %incident.id, pid, program = %invocation.program, "agent started");
+            on_started(pid);
+        }
+        let _running = RunningGauge::start();
+        let limits = process::Limits {
+            timeout: agent.timeout,
+            kill_grace: agent.kill_grace,
+        };
+        let outcome = match process::supervise(
+            child,
+            limits,
+            &cancel,
+            invocation.stop_command.as_ref(),
+        )
+        .await
+        {
+            Ok(ending) => {
+                report.interrupted = matches!(ending, process::Ending::Interrupted);
+                outcome::evaluate(
+                    &ending,
+                    &ws.report_file(),
+                    agent.min_report_bytes,
+                    agent.timeout,
+                )
+            }
+            Err(e) => failed(e.to_string()),
+        };
+        finish(report, outcome, started, incident)
+    }
+
+    /// Everything before the spawn: directories, `incident.json`, `prompt.md`,
+    /// `cluster_permissions.json`, the preset's state files and the opened log.
+    fn prepare(
+        &self,
+        ws: &Workspace,
+        agent: &AgentConfig,
+        incident: &Incident,
+        occurrences: &[FaultOccurrence],
+        attempt: i32,
+    ) -> Result<(Invocation, File), AgentError> {
+        ws.prepare()?;
+        ws.write_incident(incident, occurrences, attempt)?;
+        let system_prompt =
+            match &agent.system_prompt_file {
+                Some(path) => Some(std::fs::read_to_string(path).map_err(|source| {
+                    AgentError::SystemPrompt {
+                        path: path.clone(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
+        let separate_system_prompt = presets::has_system_prompt_option(agent.preset);
+        let appended = (!separate_system_prompt)
+            .then_some(system_prompt.as_deref())
+            .flatten();
+        let text = prompt::render(incident, occurrences, ws.dir(), &ws.report_file(), appended);
+        workspace::write_private(&ws.prompt_file(), text.as_bytes())?;
+        self.write_permissions(ws, &incident.cluster)?;
+
+        let entry = self.clusters.get(&incident.cluster);
+        let spec = RunSpec {
+            agent,
+            incident_id: incident.id,
+            attempt,
+            cluster: &incident.cluster,
+            workspace: ws,
+            kubeconfig: entry.and_then(|c| c.kubeconfig.as_deref()),
+            prompt: &text,
+            system_prompt: separate_system_prompt
+                .then_some(system_prompt.as_deref())
+                .flatten(),
+        };
+        let invocation = invocation::build(&spec)?;
+        for dir in &invocation.dirs {
+            workspace::private_dir(dir)?;
+        }
+        for (path, content) in &invocation.files {
+            workspace::write_private(path, content.as_bytes())?;
+        }
+        let mut log = ws.open_log()?;
+        writeln!(
+            log,
+            "--- nightcrier: attempt {attempt} of incident {} started {}: {} ---",
+            incident.id,
+            chrono::Utc::now().to_rfc3339(),
+            invocation.program
+        )
+        .map_err(AgentError::workspace(ws.log_file()))?;
+        Ok((invocation, log))
+    }
+
+    fn write_permissions(&self, ws: &Workspace, cluster: &str) -> Result<(), AgentError> {
+        let value = match self.permissions(cluster) {
+            Some(perms) => serde_json::to_value(perms),
+            None => Ok(serde_json::json!({
+                "cluster": cluster,
+                "preflight": "not_run",
+                "note": "no permission preflight has run for this cluster since nightcrier started",
+            })),
+        };
+        let json = value
+            .and_then(|v| serde_json::to_vec_pretty(&v))
+            .map_err(|source| AgentError::Json {
+                what: "cluster_permissions.json",
+                source,
+            })?;
+        workspace::write_private(&ws.permissions_file(), &json)
+    }
+}
+
+fn failed(reason: String) -> RunOutcome {
+    RunOutcome {
+        status: IncidentStatus::Failed,
+        reason: Some(reason),
+        exit_code: None,
+    }
+}
+
+fn finish(
+    mut report: RunReport,
+    outcome: RunOutcome,
+    started: Instant,
+    incident: &Incident,
+) -> RunReport {
+    report.duration = started.elapsed();
+    let label = if report.interrupted {
+        REASON_INTERRUPTED
+    } else {
+        outcome.status.as_str()
+    };
+    metrics::histogram!("nightcrier_agent_run_duration_seconds", "outcome" => label)
+        .record(report.duration.as_secs_f64());
+    metrics::counter!("nightcrier_agent_runs_total", "cluster" => incident.cluster.clone(), "outcome" => label)
+        .increment(1);
+    tracing::debug!(
+        incident_id = %incident.id,
+        cluster = %incident.cluster,
+        outcome = label,
+        reason = outcome.reason.as_deref().unwrap_or(""),
+        duration_ms = report.duration.as_millis() as u64,
+        "agent run finished"
+    );
+    report.outcome = outcome;
+    report
+}
+
+/// `nightcrier_agents_running`, decremented however the run ends (its future may be dropped).
+struct RunningGauge;
+
+impl RunningGauge {
+    fn start() -> Self {
+        metrics::gauge!("nightcrier_agents_running").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for RunningGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("nightcrier_agents_running").decrement(1.0);
     }
 }

@@ -223,6 +223,8 @@ pub struct ContainerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     pub preset: AgentPreset,
+    /// The preset's executable (`claude`, `codex`, `gemini`, `goose` on PATH by default).
+    pub binary: Option<PathBuf>,
     pub model: Option<String>,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -246,6 +248,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             preset: AgentPreset::Claude,
+            binary: None,
             model: None,
             timeout: Duration::from_secs(15 * 60),
             kill_grace: Duration::from_secs(10),

@@ -1,0 +1,45 @@
+//! Errors of the agent runtime. Most of them end a run as `failed` with the error's text as the
+//! reason, so every message names the path or program involved.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("workspace {}: {source}", path.display())]
+    Workspace { path: PathBuf, source: io::Error },
+
+    #[error("agent.system_prompt_file {}: {source}", path.display())]
+    SystemPrompt { path: PathBuf, source: io::Error },
+
+    #[error("agent.command is empty: preset `command` needs the agent's argv")]
+    EmptyCommand,
+
+    #[error("failed to start agent `{program}`: {source}")]
+    Spawn { program: String, source: io::Error },
+
+    #[error("waiting for agent process {pid}: {source}")]
+    Wait { pid: u32, source: io::Error },
+
+    #[error("refusing to signal process group {0}: not an agent's group id")]
+    InvalidGroup(i32),
+
+    #[error("signalling process group {pgid}: {source}")]
+    Signal {
+        pgid: i32,
+        source: nix::errno::Errno,
+    },
+
+    #[error("serializing {what}: {source}")]
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+impl AgentError {
+    pub(crate) fn workspace(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Workspace { path, source }
+    }
+}

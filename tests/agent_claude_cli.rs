@@ -1,0 +1,308 @@
+//! The `claude` preset with the real Claude Code CLI, offline: a fake Anthropic Messages API on
+//! loopback (the real protocol: SSE `message_start` … `message_stop`, JSON when not streaming)
+//! scripts the model's replies. First turn: a `Write` tool call creating
+//! `output/investigation.md`; once the tool result comes back: a final text. The run must end
+//! `succeeded` with the CLI's own write.
+//!
+//! The CLI is not vendored: `scripts/install-test-tools.sh` installs it into
+//! `target/test-tools`, or point `NIGHTCRIER_TEST_CLAUDE_BIN` at a `claude` binary.
+
+mod agent_support;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agent_support::*;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use nightcrier::agent::AgentRunner;
+use nightcrier::config::{AgentPreset, Secret};
+use nightcrier::incident::IncidentStatus;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+const REPORT: &str = "# Investigation: cart-7d9f crash loop\n\n## Summary\nThe cart pod \
+crash-loops since its ConfigMap was deleted.\n\n## Root Cause\nMissing ConfigMap `cart-config`.\n\n\
+## Evidence\n`kubectl describe pod cart-7d9f`: configmap \"cart-config\" not found.\n\n\
+## Recommended Actions\n1. Restore the ConfigMap.\n\n## Confidence\nhigh\n";
+const FINAL_TEXT: &str = "I wrote the report to output/investigation.md.";
+
+fn claude_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("NIGHTCRIER_TEST_CLAUDE_BIN") {
+        return PathBuf::from(path);
+    }
+    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-tools/node_modules/.bin/claude");
+    if default.exists() {
+        return default;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    panic!(
+        "the Claude Code CLI is not installed{}: run `scripts/install-test-tools.sh` (npm install \
+         of @anthropic-ai/claude-code into target/test-tools) or set NIGHTCRIER_TEST_CLAUDE_BIN",
+        if ci {
+            " (CI must install it in .ci/run)"
+        } else {
+            ""
+        }
+    );
+}
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: Method,
+    uri: Uri,
+    body: Value,
+}
+
+#[derive(Clone)]
+struct FakeApi {
+    report_path: PathBuf,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl FakeApi {
+    fn record(&self, method: Method, uri: Uri, body: Value) {
+        self.requests
+            .lock()
+            .unwrap()
+            .push(Recorded { method, uri, body });
+    }
+    fn messages(&self) -> Vec<Recorded> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.method == Method::POST && r.uri.path() == "/v1/messages")
+            .cloned()
+            .collect()
+    }
+}
+
+fn offers_write_tool(body: &Value) -> bool {
+    body["tools"]
+        .as_array()
+        .is_some_and(|tools| tools.iter().any(|t| t["name"] == "Write"))
+}
+
+fn has_tool_result(body: &Value) -> bool {
+    body["messages"].as_array().is_some_and(|msgs| {
+        msgs.iter().any(|m| {
+            m["content"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
+        })
+    })
+}
+
+/// The scripted assistant message for a request: content blocks and stop reason.
+fn reply_for(api: &FakeApi, body: &Value) -> (Vec<Value>, &'static str) {
+    if !offers_write_tool(body) {
+        // Side requests (titles, summaries): any short text will do.
+        return (
+            vec![json!({"type": "text", "text": "Cart crash loop"})],
+            "end_turn",
+        );
+    }
+    if has_tool_result(body) {
+        return (
+            vec![json!({"type": "text", "text": FINAL_TEXT})],
+            "end_turn",
+        );
+    }
+    let input = json!({
+        "file_path": api.report_path.display().to_string(),
+        "content": REPORT,
+    });
+    (
+        vec![json!({"type": "tool_use", "id": "toolu_01", "name": "Write", "input": input})],
+        "tool_use",
+    )
+}
+
+fn sse(events: &[(&str, Value)]) -> String {
+    events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
+}
+
+/// The streaming form: each block sent as start, one delta, stop.
+fn stream_body(model: &str, blocks: &[Value], stop_reason: &str) -> String {
+    let mut events = vec![(
+        "message_start",
+        json!({"type": "message_start", "message": {
+            "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 50, "output_tokens": 1}
+        }}),
+    )];
+    for (index, block) in blocks.iter().enumerate() {
+        let (start, delta) = if block["type"] == "tool_use" {
+            (
+                json!({"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}),
+                json!({"type": "input_json_delta", "partial_json": block["input"].to_string()}),
+            )
+        } else {
+            (
+                json!({"type": "text", "text": ""}),
+                json!({"type": "text_delta", "text": block["text"]}),
+            )
+        };
+        events.push((
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": start}),
+        ));
+        events.push((
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        ));
+        events.push((
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
+    }
+    events.push((
+        "message_delta",
+        json!({"type": "message_delta",
+               "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+               "usage": {"output_tokens": 40}}),
+    ));
+    events.push(("message_stop", json!({"type": "message_stop"})));
+    sse(&events)
+}
+
+async fn messages(State(api): State<FakeApi>, uri: Uri, body: String) -> Response {
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    api.record(Method::POST, uri, body.clone());
+    let model = body["model"]
+        .as_str()
+        .unwrap_or("claude-sonnet-4-5")
+        .to_string();
+    let (blocks, stop_reason) = reply_for(&api, &body);
+    if body["stream"].as_bool() == Some(true) {
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from(stream_body(&model, &blocks, stop_reason)))
+            .unwrap()
+    } else {
+        let message = json!({
+            "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+            "content": blocks, "stop_reason": stop_reason, "stop_sequence": null,
+            "usage": {"input_tokens": 50, "output_tokens": 40}
+        });
+        Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(message.to_string()))
+            .unwrap()
+    }
+}
+
+async fn anything_else(State(api): State<FakeApi>, method: Method, uri: Uri) -> StatusCode {
+    let found = method == Method::HEAD && uri.path() == "/";
+    api.record(method, uri, Value::Null);
+    if found {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claude_preset_runs_the_real_cli_to_a_written_report() {
+    let claude = claude_binary();
+    let root = tempfile::tempdir().unwrap();
+    let incident = incident("prod");
+    let report_path = root
+        .path()
+        .join(incident.id.to_string())
+        .join("output/investigation.md");
+
+    let api = FakeApi {
+        report_path: report_path.clone(),
+        requests: Arc::default(),
+    };
+    let app = Router::new()
+        .route("/v1/messages", post(messages))
+        .fallback(anything_else)
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut agent = script_agent("unused");
+    agent.preset = AgentPreset::Claude;
+    agent.binary = Some(claude.clone());
+    agent.model = Some("sonnet".into());
+    agent.timeout = Duration::from_secs(180);
+    agent.kill_grace = Duration::from_secs(2);
+    for (k, v) in [
+        ("ANTHROPIC_API_KEY", "test".to_string()),
+        ("ANTHROPIC_BASE_URL", format!("http://{addr}")),
+        ("CLAUDE_CODE_MAX_RETRIES", "1".to_string()),
+    ] {
+        agent.env.insert(k.into(), Secret::new(v));
+    }
+    let config = config(root.path(), agent);
+    let runner = AgentRunner::new(&config);
+    let report = runner
+        .run(
+            &incident,
+            &occurrences(&incident, 1),
+            1,
+            CancellationToken::new(),
+            &|_| {},
+        )
+        .await;
+    server.abort();
+
+    let log = std::fs::read_to_string(&report.log_path).unwrap_or_default();
+    let requests = api.messages();
+    assert_eq!(
+        report.outcome.status,
+        IncidentStatus::Succeeded,
+        "{report:?}\n--- agent.log ---\n{log}\n--- requests: {}",
+        requests.len()
+    );
+    assert_eq!(std::fs::read_to_string(&report_path).unwrap(), REPORT);
+
+    // The CLI really talked to the fake: it was offered the Write tool with the field names the
+    // script used, it got the tool result back, and it printed its JSON result.
+    let main = requests
+        .iter()
+        .find(|r| offers_write_tool(&r.body))
+        .expect("no request offered the Write tool");
+    let write = main.body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "Write")
+        .unwrap();
+    let props = &write["input_schema"]["properties"];
+    assert!(
+        props.get("file_path").is_some() && props.get("content").is_some(),
+        "{write}"
+    );
+    assert!(requests.iter().any(|r| has_tool_result(&r.body)));
+    let first_user_text = main.body["messages"][0]["content"].to_string();
+    assert!(
+        first_user_text.contains("Root Cause"),
+        "the prompt reached the model"
+    );
+    assert!(log.contains(FINAL_TEXT), "{log}");
+    let result_line = log
+        .lines()
+        .find(|l| l.starts_with('{') && l.contains("\"result\""))
+        .expect("no JSON result in agent.log");
+    let result: Value = serde_json::from_str(result_line).unwrap();
+    assert_eq!(result["is_error"], false, "{result}");
+    assert_eq!(result["result"], FINAL_TEXT);
+    // The CLI's state stayed in the workspace.
+    assert!(report.workspace.join("agent-state/claude").is_dir());
+}

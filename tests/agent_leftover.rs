@@ -1,0 +1,128 @@
+//! Restart recovery: after nightcrier dies, its agent's leader dies with it (parent-death
+//! signal) but a grandchild may survive; `kill_leftover_group` finds that group by its pid,
+//! verifies the run's marker and kills it. A group without the marker is left alone.
+
+mod agent_support;
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use agent_support::*;
+use nightcrier::agent::{
+    kill_leftover_group, live_group_members, live_processes_with_marker, marker_value, AgentRunner,
+    MARKER_VAR,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const ROLE_VAR: &str = "NIGHTCRIER_TEST_CRASH_ROOT";
+const INCIDENT_VAR: &str = "NIGHTCRIER_TEST_CRASH_INCIDENT";
+
+/// The pretend nightcrier: runs the stubborn agent and records its pid, until it is killed.
+async fn crashing_nightcrier(root: PathBuf, incident_id: Uuid) {
+    let config = config(&root, script_agent("stubborn.sh"));
+    let mut incident = incident("prod");
+    incident.id = incident_id;
+    let runner = AgentRunner::new(&config);
+    let pid_file = root.join("agent.pid");
+    runner
+        .run(&incident, &[], 3, CancellationToken::new(), &move |pid| {
+            std::fs::write(&pid_file, pid.to_string()).unwrap();
+        })
+        .await;
+    unreachable!("the agent never ends on its own; the parent kills this process");
+}
+
+#[tokio::test]
+async fn after_a_crash_the_leader_dies_and_restart_kills_the_rest_of_the_group() {
+    if let Ok(root) = std::env::var(ROLE_VAR) {
+        let id = std::env::var(INCIDENT_VAR).unwrap().parse().unwrap();
+        return crashing_nightcrier(root.into(), id).await;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let incident_id = Uuid::now_v7();
+    let mut nightcrier = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "after_a_crash_the_leader_dies_and_restart_kills_the_rest_of_the_group",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(ROLE_VAR, root.path())
+        .env(INCIDENT_VAR, incident_id.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let ws = root.path().join(incident_id.to_string());
+    let pid_file = root.path().join("agent.pid");
+    wait_for(
+        "the agent and its grandchild",
+        Duration::from_secs(20),
+        || pid_file.exists() && recorded_pids(&ws).len() == 2,
+    )
+    .await;
+    let pgid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let grandchild = recorded_pids(&ws)
+        .into_iter()
+        .find(|(role, _)| role == "grandchild")
+        .unwrap()
+        .1;
+
+    // nightcrier crashes.
+    nightcrier.kill().unwrap();
+    nightcrier.wait().unwrap();
+    wait_for(
+        "the leader's parent-death signal",
+        Duration::from_secs(5),
+        || !alive(pgid),
+    )
+    .await;
+    assert!(
+        alive(grandchild),
+        "the grandchild is the leftover to clean up"
+    );
+    assert!(live_group_members(pgid).contains(&grandchild));
+
+    // The wrong attempt is not ours: nothing is killed.
+    assert!(!kill_leftover_group(pgid, incident_id, 2).unwrap());
+    assert!(alive(grandchild));
+
+    // Restart recovery.
+    assert!(kill_leftover_group(pgid, incident_id, 3).unwrap());
+    wait_for("the leftover group to die", Duration::from_secs(5), || {
+        live_processes_with_marker(incident_id, 3).is_empty()
+    })
+    .await;
+    assert!(!alive(grandchild));
+    // Nothing left to kill the second time.
+    assert!(!kill_leftover_group(pgid, incident_id, 3).unwrap());
+}
+
+#[tokio::test]
+async fn a_reused_pid_without_the_marker_is_not_killed() {
+    let incident_id = Uuid::now_v7();
+    // A group that carries another run's marker, and one with none: both belong to someone else.
+    let mut other_run = Command::new("sleep")
+        .arg("300")
+        .env(MARKER_VAR, marker_value(Uuid::now_v7(), 1))
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut unrelated = Command::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    for child in [&other_run, &unrelated] {
+        let pid = child.id() as i32;
+        assert!(!kill_leftover_group(pid, incident_id, 1).unwrap());
+        assert!(alive(pid));
+    }
+    other_run.kill().unwrap();
+    unrelated.kill().unwrap();
+    other_run.wait().unwrap();
+    unrelated.wait().unwrap();
+}

@@ -1,0 +1,141 @@
+//! Shared helpers of the agent runtime's integration tests: a configuration whose agent is a
+//! small shell script, an incident, and waiting on conditions with a deadline.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::Utc;
+use nightcrier::config::{
+    AgentConfig, AgentPreset, ClusterConfig, Config, McpConfig, TriageConfig,
+};
+use nightcrier::incident::{FaultOccurrence, Incident, IncidentStatus};
+use uuid::Uuid;
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/agents")
+        .join(name)
+}
+
+/// An agent block running `sh <fixture> {prompt_file} {report_file}`, with short bounds.
+pub fn script_agent(script: &str) -> AgentConfig {
+    AgentConfig {
+        preset: AgentPreset::Command,
+        command: vec![
+            "/bin/sh".into(),
+            fixture(script).display().to_string(),
+            "{prompt_file}".into(),
+            "{report_file}".into(),
+        ],
+        timeout: Duration::from_secs(20),
+        kill_grace: Duration::from_millis(300),
+        ..AgentConfig::default()
+    }
+}
+
+pub fn cluster(name: &str, kubeconfig: Option<PathBuf>) -> ClusterConfig {
+    ClusterConfig {
+        name: name.into(),
+        mcp: McpConfig::new("http://127.0.0.1:1/mcp"),
+        triage: TriageConfig {
+            enabled: true,
+            kubeconfig,
+        },
+        agent: None,
+    }
+}
+
+pub fn config(root: &Path, agent: AgentConfig) -> Config {
+    Config {
+        workspace_root: root.to_path_buf(),
+        agent,
+        clusters: vec![cluster("prod", None)],
+        ..Config::default()
+    }
+}
+
+pub fn incident(cluster: &str) -> Incident {
+    let now = Utc::now();
+    Incident {
+        id: Uuid::now_v7(),
+        cluster: cluster.into(),
+        fault_id: "670b5093e8ce7fc6".into(),
+        fault_type: "CrashLoop".into(),
+        severity: "critical".into(),
+        namespace: Some("shop".into()),
+        resource_kind: "Pod".into(),
+        resource_name: "cart-7d9f".into(),
+        resource_uid: "3f0c1a52-6d7e-4b8a-9c1d-2e5f7a9b0c11".into(),
+        context: "Container entered CrashLoopBackOff state, restart count: 3".into(),
+        status: IncidentStatus::Running,
+        failure_reason: None,
+        occurrences: 2,
+        first_seen: now,
+        last_seen: now,
+        created_at: now,
+        started_at: Some(now),
+        finished_at: None,
+        attempt: 1,
+        lease_owner: None,
+        lease_expires_at: None,
+    }
+}
+
+pub fn occurrences(incident: &Incident, n: i64) -> Vec<FaultOccurrence> {
+    (1..=n)
+        .map(|id| FaultOccurrence {
+            id,
+            incident_id: incident.id,
+            cluster: incident.cluster.clone(),
+            fault_id: incident.fault_id.clone(),
+            fault_type: incident.fault_type.clone(),
+            severity: incident.severity.clone(),
+            namespace: incident.namespace.clone(),
+            resource_kind: incident.resource_kind.clone(),
+            resource_name: incident.resource_name.clone(),
+            resource_uid: incident.resource_uid.clone(),
+            context: format!("restart count: {}", id + 2),
+            server_timestamp: format!("2026-11-30T01:0{id}:00+01:00"),
+            received_at: Utc::now(),
+            raw: serde_json::json!({ "faultId": incident.fault_id, "n": id }),
+        })
+        .collect()
+}
+
+/// Polls `cond` every 10 ms until it holds; panics with `what` after `within`.
+pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether `pid` is a live (non-zombie) process.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next().map(String::from));
+            !matches!(state.as_deref(), Some("Z") | Some("X") | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// The pids a fixture wrote to `output/pids.txt` (`<role> <pid>` per line).
+pub fn recorded_pids(workspace: &Path) -> Vec<(String, i32)> {
+    std::fs::read_to_string(workspace.join("output/pids.txt"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (role, pid) = l.split_once(' ')?;
+            Some((role.to_string(), pid.trim().parse().ok()?))
+        })
+        .collect()
+}
