@@ -122,8 +122,10 @@ async fn main() {
     .await
     .expect("store connects");
 
-    let mut config = Config::default();
-    config.workspace_root = dir.path().join("incidents");
+    let mut config = Config {
+        workspace_root: dir.path().join("incidents"),
+        ..Config::default()
+    };
     config.agent.preset = AgentPreset::Command;
     config.agent.command = vec![
         "/bin/sh".into(),

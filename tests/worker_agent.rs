@@ -1,9 +1,9 @@
 //! The pool with the real agent runner: stub agents are small shell scripts run as real child
 //! processes in their own process groups, against a real SQLite file.
 
-mod worker_support;
 #[path = "worker_support/stub.rs"]
 mod stub;
+mod worker_support;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::sync::Arc;
@@ -13,19 +13,15 @@ use nightcrier::agent::{live_processes_with_marker, marker_value, AgentRunner, M
 use nightcrier::incident::IncidentStatus;
 use nightcrier::store::ClaimLimits;
 use nightcrier::worker::{WorkerPool, RESTART_REASON, SHUTDOWN_REASON};
-use tokio_util::sync::CancellationToken;
 use stub::*;
+use tokio_util::sync::CancellationToken;
 use worker_support::*;
 
 #[tokio::test]
 async fn every_outcome_of_a_stub_agent_is_recorded() {
     let rig = Rig::new().await;
     let clusters = ["ok", "exit2", "missing", "tiny", "slow"];
-    let ids = record(
-        &rig.store,
-        clusters.iter().map(|c| fault(c, "p")).collect(),
-    )
-    .await;
+    let ids = record(&rig.store, clusters.iter().map(|c| fault(c, "p")).collect()).await;
     let done = run_until_done(&rig, rig.settings(), &ids).await;
 
     let by_cluster = |c: &str| done.iter().find(|i| i.cluster == c).unwrap().clone();
@@ -33,20 +29,44 @@ async fn every_outcome_of_a_stub_agent_is_recorded() {
     assert_eq!(ok.status, IncidentStatus::Succeeded, "{ok:?}");
     let exit2 = by_cluster("exit2");
     assert_eq!(exit2.status, IncidentStatus::Failed);
-    assert!(exit2.failure_reason.as_deref().unwrap().contains("exit code 2"), "{exit2:?}");
+    assert!(
+        exit2
+            .failure_reason
+            .as_deref()
+            .unwrap()
+            .contains("exit code 2"),
+        "{exit2:?}"
+    );
     let missing = by_cluster("missing");
     assert_eq!(missing.status, IncidentStatus::Failed);
-    assert!(missing.failure_reason.as_deref().unwrap().contains("missing"), "{missing:?}");
+    assert!(
+        missing
+            .failure_reason
+            .as_deref()
+            .unwrap()
+            .contains("missing"),
+        "{missing:?}"
+    );
     let tiny = by_cluster("tiny");
     assert_eq!(tiny.status, IncidentStatus::Failed);
-    assert!(tiny.failure_reason.as_deref().unwrap().contains("too small"), "{tiny:?}");
+    assert!(
+        tiny.failure_reason
+            .as_deref()
+            .unwrap()
+            .contains("too small"),
+        "{tiny:?}"
+    );
     let slow = by_cluster("slow");
     assert_eq!(slow.status, IncidentStatus::TimedOut, "{slow:?}");
 
     for inc in &done {
         let runs = rig.store.agent_runs(inc.id).await.unwrap();
         assert_eq!(runs.len(), 1, "{}", inc.cluster);
-        assert!(runs[0].pid.is_some(), "the agent's pid is recorded for {}", inc.cluster);
+        assert!(
+            runs[0].pid.is_some(),
+            "the agent's pid is recorded for {}",
+            inc.cluster
+        );
         assert_eq!(runs[0].outcome, Some(inc.status));
         assert!(
             live_processes_with_marker(inc.id, 1).is_empty(),
@@ -54,7 +74,10 @@ async fn every_outcome_of_a_stub_agent_is_recorded() {
             inc.cluster
         );
     }
-    let exit_codes: Vec<_> = done.iter().map(|i| (i.cluster.clone(), i.attempt)).collect();
+    let exit_codes: Vec<_> = done
+        .iter()
+        .map(|i| (i.cluster.clone(), i.attempt))
+        .collect();
     assert!(exit_codes.iter().all(|(_, a)| *a == 1), "{exit_codes:?}");
 }
 
@@ -66,11 +89,7 @@ async fn shutdown_mid_run_terminates_the_agent_and_requeues_it() {
     s.shutdown_grace = Duration::from_millis(100);
     let mut config = rig.config.clone();
     config.agent.timeout = Duration::from_secs(600);
-    let pool = WorkerPool::new(
-        rig.store.clone(),
-        Arc::new(AgentRunner::new(&config)),
-        s,
-    );
+    let pool = WorkerPool::new(rig.store.clone(), Arc::new(AgentRunner::new(&config)), s);
     let (soft, hard) = (CancellationToken::new(), CancellationToken::new());
     let task = tokio::spawn(pool.run(soft.clone(), hard.clone()));
     let pid = eventually("the agent to start", LONG, || async {
@@ -83,7 +102,10 @@ async fn shutdown_mid_run_terminates_the_agent_and_requeues_it() {
     soft.cancel();
     tokio::time::timeout(LONG, task).await.unwrap().unwrap();
 
-    assert!(live_processes_with_marker(ids[0], 1).is_empty(), "agent {pid} terminated");
+    assert!(
+        live_processes_with_marker(ids[0], 1).is_empty(),
+        "agent {pid} terminated"
+    );
     let inc = get(&rig.store, ids[0]).await;
     assert_eq!(inc.status, IncidentStatus::Pending);
     assert_eq!(inc.attempt, 1);
@@ -107,9 +129,15 @@ async fn a_cancelled_incident_loses_its_lease_and_its_agent() {
     .await;
 
     rig.store.cancel(ids[0]).await.unwrap();
-    tokio::time::timeout(LONG, pool.join_next()).await.unwrap().unwrap();
+    tokio::time::timeout(LONG, pool.join_next())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(live_processes_with_marker(ids[0], 1).is_empty());
-    assert_eq!(get(&rig.store, ids[0]).await.status, IncidentStatus::Cancelled);
+    assert_eq!(
+        get(&rig.store, ids[0]).await.status,
+        IncidentStatus::Cancelled
+    );
 }
 
 #[tokio::test]
@@ -151,7 +179,10 @@ async fn restart_kills_a_leftover_agent_group_then_runs_its_incident_again() {
 
     let status = leftover.wait().unwrap();
     assert_eq!(status.signal(), Some(9), "the leftover group was killed");
-    assert!(live_processes_with_marker(ids[0], 1).is_empty(), "its children too");
+    assert!(
+        live_processes_with_marker(ids[0], 1).is_empty(),
+        "its children too"
+    );
     assert_eq!(bystander.try_wait().unwrap(), None, "the bystander lives");
     bystander.kill().unwrap();
     bystander.wait().unwrap();
@@ -175,7 +206,11 @@ async fn restart_picks_up_every_pending_incident() {
     let ids = {
         // The first process records and stops before running anything.
         let store = store_at(&url).await;
-        let ids = record(&store, (0..8).map(|i| fault(&format!("ok-{i}"), "p")).collect()).await;
+        let ids = record(
+            &store,
+            (0..8).map(|i| fault(&format!("ok-{i}"), "p")).collect(),
+        )
+        .await;
         store.close().await;
         ids
     };
@@ -202,4 +237,3 @@ async fn limits_hold_for_real_agents_thirty_incidents_four_clusters() {
     assert!(done.iter().all(|i| i.status == IncidentStatus::Succeeded));
     check_timeline(&rig.timeline(), 30, 2, 1);
 }
-

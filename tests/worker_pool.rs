@@ -210,6 +210,12 @@ async fn restart_requeues_what_a_crashed_pool_left_running_and_runs_it_again() {
     let mut crashed = WorkerPool::new(store.clone(), blocked.clone(), settings("host-1"));
     assert_eq!(crashed.dispatch_once().await.unwrap(), 2);
     blocked.wait_started(2, LONG).await;
+    for id in &ids {
+        eventually("the agent's pid to be recorded", LONG, || async {
+            store.agent_runs(*id).await.unwrap()[0].pid
+        })
+        .await;
+    }
     drop(crashed);
     for id in &ids {
         assert_eq!(get(&store, *id).await.status, IncidentStatus::Running);

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::runner::IncidentRunner;
 use super::settings::PoolSettings;
-use crate::incident::{IncidentStatus, RunOutcome};
+use crate::incident::RunOutcome;
 use crate::store::{Claimed, Store, StoreError};
 
 /// Reason recorded when a shutdown interrupts a run.
@@ -133,7 +133,7 @@ pub(crate) async fn execute<R: IncidentRunner>(deps: RunDeps<R>, claimed: Claime
     if lease_lost.is_cancelled() {
         return RunEnd::LeaseLost;
     }
-    if deps.terminate.is_cancelled() && report.outcome.status != IncidentStatus::Succeeded {
+    if report.interrupted && deps.terminate.is_cancelled() {
         return match with_retry(|| store.requeue(id, attempt, SHUTDOWN_REASON, max_attempts)).await
         {
             Ok(recorded) => RunEnd::Interrupted { recorded },

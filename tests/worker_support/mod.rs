@@ -191,6 +191,7 @@ impl FakeRunner {
 }
 
 fn report(status: IncidentStatus, reason: Option<&str>, exit: Option<i32>) -> RunReport {
+    let interrupted = reason == Some("interrupted");
     RunReport {
         outcome: RunOutcome {
             status,
@@ -201,6 +202,8 @@ fn report(status: IncidentStatus, reason: Option<&str>, exit: Option<i32>) -> Ru
         log_path: PathBuf::new(),
         report_path: PathBuf::new(),
         duration: Duration::ZERO,
+        pid: None,
+        interrupted,
     }
 }
 

@@ -51,8 +51,10 @@ impl Rig {
     pub fn with_store(dir: tempfile::TempDir, store: Store) -> Self {
         let script = dir.path().join("agent.sh");
         std::fs::write(&script, STUB).unwrap();
-        let mut config = Config::default();
-        config.workspace_root = dir.path().join("incidents");
+        let mut config = Config {
+            workspace_root: dir.path().join("incidents"),
+            ..Config::default()
+        };
         config.agent.preset = AgentPreset::Command;
         config.agent.command = vec![
             "/bin/sh".into(),
@@ -95,7 +97,11 @@ fn read_timeline(path: &Path) -> Vec<(String, String, u128)> {
         .collect()
 }
 
-pub async fn run_until_done(rig: &Rig, settings: PoolSettings, ids: &[uuid::Uuid]) -> Vec<Incident> {
+pub async fn run_until_done(
+    rig: &Rig,
+    settings: PoolSettings,
+    ids: &[uuid::Uuid],
+) -> Vec<Incident> {
     let (soft, hard) = (CancellationToken::new(), CancellationToken::new());
     let task = tokio::spawn(rig.pool(settings).run(soft.clone(), hard.clone()));
     let done = all_terminal(&rig.store, ids, LONG).await;
@@ -110,8 +116,16 @@ pub fn check_timeline(lines: &[(String, String, u128)], runs: usize, total: usiz
     let mut spans = Vec::new();
     let clusters: HashSet<_> = lines.iter().map(|l| l.0.clone()).collect();
     for c in clusters {
-        let starts: Vec<_> = lines.iter().filter(|l| l.0 == c && l.1 == "start").map(|l| l.2).collect();
-        let ends: Vec<_> = lines.iter().filter(|l| l.0 == c && l.1 == "end").map(|l| l.2).collect();
+        let starts: Vec<_> = lines
+            .iter()
+            .filter(|l| l.0 == c && l.1 == "start")
+            .map(|l| l.2)
+            .collect();
+        let ends: Vec<_> = lines
+            .iter()
+            .filter(|l| l.0 == c && l.1 == "end")
+            .map(|l| l.2)
+            .collect();
         assert_eq!(starts.len(), ends.len(), "every run of {c} ended");
         for (s, e) in starts.into_iter().zip(ends) {
             assert!(s <= e, "a run of {c} ended before the next started");
@@ -121,7 +135,10 @@ pub fn check_timeline(lines: &[(String, String, u128)], runs: usize, total: usiz
     assert_eq!(spans.len(), runs);
     let mut max_seen = 0;
     for (c, s, _) in &spans {
-        let live: Vec<_> = spans.iter().filter(|(_, s2, e2)| s2 <= s && e2 > s).collect();
+        let live: Vec<_> = spans
+            .iter()
+            .filter(|(_, s2, e2)| s2 <= s && e2 > s)
+            .collect();
         let same = live.iter().filter(|(c2, _, _)| c2 == c).count();
         assert!(live.len() <= total, "{} agents at once", live.len());
         assert!(same <= per, "{same} agents at once on {c}");
