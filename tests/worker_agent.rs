@@ -6,6 +6,7 @@ mod stub;
 mod worker_support;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,6 +158,8 @@ async fn restart_kills_a_leftover_agent_group_then_runs_its_incident_again() {
     let mut leftover = std::process::Command::new("/bin/sh")
         .args(["-c", "sleep 300 & wait"])
         .env(MARKER_VAR, marker_value(ids[0], first.attempt))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .process_group(0)
         .spawn()
         .unwrap();
@@ -165,8 +168,10 @@ async fn restart_kills_a_leftover_agent_group_then_runs_its_incident_again() {
         .await
         .unwrap();
     // The second agent's pid now belongs to an unrelated process group: it must be left alone.
-    let mut bystander = std::process::Command::new("/bin/sh")
-        .args(["-c", "sleep 300"])
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("300")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .process_group(0)
         .spawn()
         .unwrap();
