@@ -1,10 +1,13 @@
-//! The pool against a real SQLite file, with runners the tests control.
+//! The pool with runners the tests control, on a real SQLite file and a real PostgreSQL server
+//! (each test runs as `sqlite::name` and `postgres::name`).
 
+mod common;
 mod worker_support;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::TestDb;
 use nightcrier::incident::IncidentStatus;
 use nightcrier::store::ClaimLimits;
 use nightcrier::worker::{Rescuer, WorkerPool, RESTART_REASON, SHUTDOWN_REASON};
@@ -13,10 +16,8 @@ use worker_support::*;
 
 const LONG: Duration = Duration::from_secs(20);
 
-#[tokio::test]
-async fn dispatch_claims_oldest_first_one_per_cluster() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(&dir).await;
+async fn dispatch_claims_oldest_first_one_per_cluster(db: &TestDb) {
+    let store = db.store().await;
     let ids = record(
         &store,
         vec![
@@ -70,10 +71,8 @@ async fn dispatch_claims_oldest_first_one_per_cluster() {
     assert_eq!(get(&store, ids[4]).await.status, IncidentStatus::Pending);
 }
 
-#[tokio::test]
-async fn a_panic_fails_only_its_incident_and_ingestion_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(&dir).await;
+async fn a_panic_fails_only_its_incident_and_ingestion_goes_on(db: &TestDb) {
+    let store = db.store().await;
     let runner = FakeRunner::new(|inc| {
         if inc.resource_name.starts_with("boom") {
             Act::Panic("injected failure in the run path")
@@ -122,16 +121,18 @@ async fn a_panic_fails_only_its_incident_and_ingestion_goes_on() {
     assert_eq!(runs[0].outcome, Some(IncidentStatus::Failed));
 }
 
-#[tokio::test]
-async fn shutdown_lets_a_run_finish_within_the_grace() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(&dir).await;
+async fn shutdown_lets_a_run_finish_within_the_grace(db: &TestDb) {
+    let store = db.store().await;
     let ids = record(&store, vec![fault("a", "p")]).await;
     let runner = FakeRunner::new(|_| Act::UntilReleased);
     let (soft, hard) = (CancellationToken::new(), CancellationToken::new());
     let pool = WorkerPool::new(store.clone(), runner.clone(), settings("t"));
     let task = tokio::spawn(pool.run(soft.clone(), hard.clone()));
     runner.wait_started(1, LONG).await;
+    eventually("the agent's pid to be recorded", LONG, || async {
+        store.agent_runs(ids[0]).await.unwrap()[0].pid
+    })
+    .await;
 
     soft.cancel();
     // New work arriving during the stop is left for the next start.
@@ -146,10 +147,8 @@ async fn shutdown_lets_a_run_finish_within_the_grace() {
     assert_eq!(runner.spans().len(), 1);
 }
 
-#[tokio::test]
-async fn shutdown_past_the_grace_terminates_and_requeues() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(&dir).await;
+async fn shutdown_past_the_grace_terminates_and_requeues(db: &TestDb) {
+    let store = db.store().await;
     let ids = record(&store, vec![fault("a", "p"), fault("b", "q")]).await;
     let runner = FakeRunner::new(|_| Act::UntilCancelled);
     let mut s = settings("t");
@@ -177,10 +176,8 @@ async fn shutdown_past_the_grace_terminates_and_requeues() {
     }
 }
 
-#[tokio::test]
-async fn a_second_signal_skips_the_grace() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(&dir).await;
+async fn a_second_signal_skips_the_grace(db: &TestDb) {
+    let store = db.store().await;
     let ids = record(&store, vec![fault("a", "p")]).await;
     let runner = FakeRunner::new(|_| Act::UntilCancelled);
     let mut s = settings("t");
@@ -199,10 +196,8 @@ async fn a_second_signal_skips_the_grace() {
     assert_eq!(inc.attempt, 1);
 }
 
-#[tokio::test]
-async fn restart_requeues_what_a_crashed_pool_left_running_and_runs_it_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(&dir).await;
+async fn restart_requeues_what_a_crashed_pool_left_running_and_runs_it_again(db: &TestDb) {
+    let store = db.store().await;
     let ids = record(&store, vec![fault("a", "p"), fault("b", "q")]).await;
 
     // A pool claims both, then "crashes": dropped without any bookkeeping.
@@ -251,10 +246,8 @@ async fn restart_requeues_what_a_crashed_pool_left_running_and_runs_it_again() {
     }
 }
 
-#[tokio::test]
-async fn restart_leaves_other_instances_leases_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(&dir).await;
+async fn restart_leaves_other_instances_leases_alone(db: &TestDb) {
+    let store = db.store().await;
     let ids = record(&store, vec![fault("a", "p")]).await;
     let blocked = FakeRunner::new(|_| Act::UntilReleased);
     let mut other = WorkerPool::new(store.clone(), blocked.clone(), settings("host-2"));
@@ -273,10 +266,8 @@ async fn restart_leaves_other_instances_leases_alone() {
     assert_eq!(get(&store, ids[0]).await.status, IncidentStatus::Succeeded);
 }
 
-#[tokio::test]
-async fn a_lost_lease_stops_the_run_and_the_incident_stays_cancelled() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(&dir).await;
+async fn a_lost_lease_stops_the_run_and_the_incident_stays_cancelled(db: &TestDb) {
+    let store = db.store().await;
     let ids = record(&store, vec![fault("a", "p")]).await;
     let runner = FakeRunner::new(|_| Act::UntilCancelled);
     let mut s = settings("t");
@@ -295,10 +286,8 @@ async fn a_lost_lease_stops_the_run_and_the_incident_stays_cancelled() {
     assert_eq!(get(&store, ids[0]).await.status, IncidentStatus::Cancelled);
 }
 
-#[tokio::test]
-async fn heartbeats_keep_a_long_run_leased() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(&dir).await;
+async fn heartbeats_keep_a_long_run_leased(db: &TestDb) {
+    let store = db.store().await;
     let ids = record(&store, vec![fault("a", "p")]).await;
     let runner = FakeRunner::new(|_| Act::Succeed(Duration::from_millis(1500)));
     let mut s = settings("t");
@@ -319,10 +308,8 @@ async fn heartbeats_keep_a_long_run_leased() {
     assert_eq!(runner.spans().len(), 1);
 }
 
-#[tokio::test]
-async fn the_rescuer_returns_expired_leases_then_fails_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(&dir).await;
+async fn the_rescuer_returns_expired_leases_then_fails_them(db: &TestDb) {
+    let store = db.store().await;
     let ids = record(&store, vec![fault("a", "p")]).await;
     let limits = ClaimLimits {
         max_concurrent_agents: 5,
@@ -360,10 +347,8 @@ async fn the_rescuer_returns_expired_leases_then_fails_them() {
     tokio::time::timeout(LONG, task).await.unwrap().unwrap();
 }
 
-#[tokio::test]
-async fn a_new_incident_wakes_the_dispatcher_without_waiting_for_the_tick() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(&dir).await;
+async fn a_new_incident_wakes_the_dispatcher_without_waiting_for_the_tick(db: &TestDb) {
+    let store = db.store().await;
     let runner = FakeRunner::new(|_| Act::Succeed(Duration::ZERO));
     let mut s = settings("t");
     // The tick would take an hour: only the wake-up can start the run in time.
@@ -381,10 +366,8 @@ async fn a_new_incident_wakes_the_dispatcher_without_waiting_for_the_tick() {
     task.await.unwrap();
 }
 
-#[tokio::test]
-async fn limits_hold_with_thirty_incidents_over_four_clusters() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(&dir).await;
+async fn limits_hold_with_thirty_incidents_over_four_clusters(db: &TestDb) {
+    let store = db.store().await;
     let runner = FakeRunner::new(|_| Act::Succeed(Duration::from_millis(30)));
     let mut s = settings("t");
     s.max_concurrent_agents = 2;
@@ -428,3 +411,18 @@ fn check_limits<T: PartialOrd + Copy>(spans: &[(String, T, T)], total: usize, pe
     }
     assert_eq!(max_seen, total, "the pool should use both slots");
 }
+
+store_conformance!(
+    dispatch_claims_oldest_first_one_per_cluster,
+    a_panic_fails_only_its_incident_and_ingestion_goes_on,
+    shutdown_lets_a_run_finish_within_the_grace,
+    shutdown_past_the_grace_terminates_and_requeues,
+    a_second_signal_skips_the_grace,
+    restart_requeues_what_a_crashed_pool_left_running_and_runs_it_again,
+    restart_leaves_other_instances_leases_alone,
+    a_lost_lease_stops_the_run_and_the_incident_stays_cancelled,
+    heartbeats_keep_a_long_run_leased,
+    the_rescuer_returns_expired_leases_then_fails_them,
+    a_new_incident_wakes_the_dispatcher_without_waiting_for_the_tick,
+    limits_hold_with_thirty_incidents_over_four_clusters,
+);

@@ -46,6 +46,9 @@ pub struct WorkerPool<R: IncidentRunner> {
     free_slots: Vec<u32>,
     /// Restart reconciliation must succeed before the first claim.
     reconciled: bool,
+    /// The soft stop of [`WorkerPool::run`]; checked before every claim so that a stop that
+    /// arrives during a claim pass ends the pass.
+    stop: CancellationToken,
     last_warn: Option<Instant>,
 }
 
@@ -65,6 +68,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
             running: HashMap::new(),
             free_slots,
             reconciled: false,
+            stop: CancellationToken::new(),
             last_warn: None,
         }
     }
@@ -98,7 +102,10 @@ impl<R: IncidentRunner> WorkerPool<R> {
     pub async fn dispatch_once(&mut self) -> Result<usize, StoreError> {
         let limits = self.deps.settings.claim_limits();
         let mut claimed = 0;
-        while let Some(slot) = self.free_slots.pop() {
+        while !self.stop.is_cancelled() {
+            let Some(slot) = self.free_slots.pop() else {
+                break;
+            };
             match self.deps.store.claim(&self.owner, limits).await {
                 Ok(Some(c)) => {
                     self.start(c, slot);
@@ -248,6 +255,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
     /// `shutdown_grace`, then terminate and requeue them) or `hard` fires (terminate at once).
     /// Returns when every run is accounted for. The rescuer runs alongside.
     pub async fn run(mut self, soft: CancellationToken, hard: CancellationToken) {
+        self.stop = soft.clone();
         let settings = self.deps.settings.clone();
         let mut tick = tokio::time::interval(settings.poll_interval.max(Duration::from_millis(1)));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
