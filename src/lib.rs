@@ -17,3 +17,4 @@ pub mod ingest;
 pub mod store;
 pub mod supervise;
 pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,71 @@
+//! Restart reconciliation: what a previous boot of this instance left `running` is killed (if
+//! its agent still lives) and given back, before this boot claims anything.
+
+use tracing::{info, warn};
+
+use super::run::with_retry;
+use super::runner::IncidentRunner;
+use crate::store::{Store, StoreError};
+
+/// Reason recorded on incidents a restart found running.
+pub const RESTART_REASON: &str = "interrupted: nightcrier restarted";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReconcileCounts {
+    /// Running incidents of previous boots given back (pending, or failed when out of attempts).
+    pub requeued: u64,
+    /// Expired leases of any owner returned by the rescue pass.
+    pub rescued: u64,
+    /// Of those, failed for good.
+    pub failed: u64,
+}
+
+/// Finds incidents leased by earlier boots of this instance (`owner_prefix`, but not `owner`,
+/// this boot), kills their leftover agents, requeues them, then runs one rescue pass.
+pub async fn reconcile_restart<R: IncidentRunner>(
+    store: &Store,
+    runner: &R,
+    owner_prefix: &str,
+    owner: &str,
+    max_attempts: u32,
+) -> Result<ReconcileCounts, StoreError> {
+    let mut counts = ReconcileCounts::default();
+    let leftovers = store.running_owned_by(owner_prefix).await?;
+    for (incident, run) in leftovers {
+        if incident.lease_owner.as_deref() == Some(owner) {
+            continue;
+        }
+        runner.kill_leftover(&incident, &run).await;
+        match with_retry(|| store.requeue(incident.id, run.attempt, RESTART_REASON, max_attempts))
+            .await
+        {
+            Ok(true) => {
+                counts.requeued += 1;
+                info!(
+                    incident_id = %incident.id,
+                    cluster = %incident.cluster,
+                    attempt = run.attempt,
+                    previous_owner = incident.lease_owner.as_deref().unwrap_or(""),
+                    "requeued an incident a previous run left running"
+                );
+            }
+            // Someone else (a rescuer elsewhere) got to it first.
+            Ok(false) => {}
+            Err(e) => {
+                warn!(incident_id = %incident.id, error = %e, "cannot requeue a leftover incident");
+                return Err(e);
+            }
+        }
+    }
+    let rescued = store.rescue_expired(max_attempts).await?;
+    counts.rescued = rescued.requeued + rescued.failed;
+    counts.failed = rescued.failed;
+    if counts.rescued > 0 {
+        info!(
+            requeued = rescued.requeued,
+            failed = rescued.failed,
+            "rescued incidents with expired leases at start"
+        );
+    }
+    Ok(counts)
+}
