@@ -10,4 +10,5 @@ pub mod config;
 pub mod fault;
 pub mod incident;
 pub mod ingest;
+pub mod mcp;
 pub mod store;
