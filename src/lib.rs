@@ -11,4 +11,5 @@ pub mod fault;
 pub mod incident;
 pub mod ingest;
 pub mod mcp;
+pub mod simulate;
 pub mod store;
