@@ -94,7 +94,7 @@ async fn supervise(
         let mut task = AbortOnDrop(tokio::spawn(sup.run(cancel.clone())));
         let panic = match (&mut task.0).await {
             Ok(()) => return,
-            Err(e) if e.is_panic() => panic_message(&e.into_panic()),
+            Err(e) if e.is_panic() => panic_message(&*e.into_panic()),
             Err(_) => return, // aborted: we are being shut down
         };
         let delay = backoff.next_delay(&mut rng);

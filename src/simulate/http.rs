@@ -21,6 +21,20 @@ pub(crate) const VERSION_HEADER: &str = "mcp-protocol-version";
 const VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 const FALLBACK_VERSION: &str = "2025-06-18";
 
+/// 401 unless the configured bearer token is presented.
+fn authorized(st: &SimState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &st.cfg.bearer_token else {
+        return Ok(());
+    };
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if sent == Some(format!("Bearer {token}").as_str()) {
+        return Ok(());
+    }
+    Err(text(StatusCode::UNAUTHORIZED, "unauthorized"))
+}
+
 pub(crate) fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/mcp", post(post_mcp).get(get_mcp).delete(delete_mcp))
@@ -66,11 +80,14 @@ fn session_of(
 
 fn record(st: &SimState, session: &str, what: String) {
     if let Some(s) = st.lock().sessions.get_mut(session) {
-        s.log.push(what);
+        s.record(what);
     }
 }
 
 async fn post_mcp(State(st): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorized(&st, &headers) {
+        return r;
+    }
     if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
         return text(
             StatusCode::BAD_REQUEST,
@@ -238,6 +255,9 @@ async fn call_tool(st: &SimState, session: &str, params: &Value) -> Value {
 }
 
 async fn get_mcp(State(st): State<Arc<SimState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&st, &headers) {
+        return r;
+    }
     if !accepts(&headers, "text/event-stream") {
         return text(
             StatusCode::BAD_REQUEST,
@@ -262,14 +282,14 @@ async fn get_mcp(State(st): State<Arc<SimState>>, headers: HeaderMap) -> Respons
             return text(StatusCode::NOT_FOUND, "session not found");
         };
         if s.stream.as_ref().is_some_and(|t| !t.is_closed()) {
-            s.log.push("GET (conflict)".into());
+            s.record("GET (conflict)".into());
             return text(
                 StatusCode::CONFLICT,
                 "stream already exists for this session",
             );
         }
         s.stream = Some(tx);
-        s.log.push("GET".into());
+        s.record("GET".into());
     }
     let gen = st.generation();
     let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
@@ -286,6 +306,9 @@ async fn get_mcp(State(st): State<Arc<SimState>>, headers: HeaderMap) -> Respons
 }
 
 async fn delete_mcp(State(st): State<Arc<SimState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&st, &headers) {
+        return r;
+    }
     match session_of(&st, &headers) {
         Ok(Some(s)) => {
             st.delete_session(&s);

@@ -56,6 +56,9 @@ pub struct SimConfig {
     pub json_responses: bool,
     pub max_subscriptions_per_session: usize,
     pub max_subscriptions_total: usize,
+    /// When set, `/mcp` answers 401 unless `Authorization: Bearer <token>` is sent (as a server
+    /// behind an authenticating proxy does).
+    pub bearer_token: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -72,6 +75,7 @@ impl Default for SimConfig {
             json_responses: false,
             max_subscriptions_per_session: 10,
             max_subscriptions_total: 100,
+            bearer_token: None,
         }
     }
 }
@@ -271,6 +275,16 @@ impl SimHandle {
 
     pub fn session_ids(&self) -> Vec<String> {
         self.state.lock().sessions.keys().cloned().collect()
+    }
+
+    /// How many times live sessions sent `method` (as named in [`SimHandle::method_log`]).
+    pub fn method_count(&self, method: &str) -> usize {
+        self.state
+            .lock()
+            .sessions
+            .values()
+            .map(|s| s.counts.get(method).copied().unwrap_or(0) as usize)
+            .sum()
     }
 
     pub fn sessions(&self) -> usize {

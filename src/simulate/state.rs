@@ -23,6 +23,8 @@ use super::SimConfig;
 pub(crate) const STREAM_BUFFER: usize = 256;
 /// Method logs of ended sessions kept for tests.
 const ENDED_LOGS: usize = 1000;
+/// Entries of one session's method log (pings would grow it forever).
+pub(crate) const LOG_ENTRIES: usize = 1000;
 
 /// MCP logging levels in increasing severity.
 pub(crate) const LEVELS: [&str; 8] = [
@@ -54,8 +56,19 @@ pub(crate) struct Session {
     pub level: Option<usize>,
     pub stream: Option<mpsc::Sender<Bytes>>,
     pub subs: Vec<Subscription>,
-    /// What the client did, in order: methods, `GET`, `DELETE`.
+    /// What the client did, in order: methods, `GET`, `DELETE` (the first [`LOG_ENTRIES`]).
     pub log: Vec<String>,
+    /// Every request by method, however long the session lives.
+    pub counts: HashMap<String, u64>,
+}
+
+impl Session {
+    pub fn record(&mut self, what: String) {
+        *self.counts.entry(what.clone()).or_insert(0) += 1;
+        if self.log.len() < LOG_ENTRIES {
+            self.log.push(what);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -156,6 +169,7 @@ impl SimState {
                 stream: None,
                 subs: Vec::new(),
                 log: vec!["initialize".into()],
+                counts: HashMap::from([("initialize".to_string(), 1)]),
             },
         );
         self.counters
@@ -167,7 +181,7 @@ impl SimState {
     pub fn delete_session(&self, id: &str) -> bool {
         let mut inner = self.lock();
         if let Some(s) = inner.sessions.get_mut(id) {
-            s.log.push("DELETE".into());
+            s.record("DELETE".into());
         }
         inner.end_session(id).is_some()
     }

@@ -49,13 +49,19 @@ impl CollectingSink {
             .cloned()
     }
 
-    /// Subscription ids reported as `subscribed`, in order.
+    /// Distinct subscription ids reported as `subscribed`, in order.
     pub fn subscriptions(&self, cluster: &str) -> Vec<String> {
-        self.states()
-            .into_iter()
-            .filter(|s| s.cluster == cluster && s.state == "subscribed")
-            .filter_map(|s| s.subscription_id)
-            .collect()
+        let mut ids: Vec<String> = Vec::new();
+        for s in self.states() {
+            if s.cluster == cluster && s.state == "subscribed" {
+                if let Some(id) = s.subscription_id {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+        ids
     }
 
     /// Waits until `cond` holds, failing the test after `secs` seconds.
