@@ -21,18 +21,15 @@ pub(crate) const VERSION_HEADER: &str = "mcp-protocol-version";
 const VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 const FALLBACK_VERSION: &str = "2025-06-18";
 
-/// 401 unless the configured bearer token is presented.
-fn authorized(st: &SimState, headers: &HeaderMap) -> Result<(), Response> {
+/// False unless the configured bearer token (if any) is presented.
+fn authorized(st: &SimState, headers: &HeaderMap) -> bool {
     let Some(token) = &st.cfg.bearer_token else {
-        return Ok(());
+        return true;
     };
     let sent = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if sent == Some(format!("Bearer {token}").as_str()) {
-        return Ok(());
-    }
-    Err(text(StatusCode::UNAUTHORIZED, "unauthorized"))
+    sent == Some(format!("Bearer {token}").as_str())
 }
 
 pub(crate) fn router(state: Arc<SimState>) -> Router {
@@ -85,8 +82,8 @@ fn record(st: &SimState, session: &str, what: String) {
 }
 
 async fn post_mcp(State(st): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&st, &headers) {
-        return r;
+    if !authorized(&st, &headers) {
+        return text(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
         return text(
@@ -255,8 +252,8 @@ async fn call_tool(st: &SimState, session: &str, params: &Value) -> Value {
 }
 
 async fn get_mcp(State(st): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&st, &headers) {
-        return r;
+    if !authorized(&st, &headers) {
+        return text(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     if !accepts(&headers, "text/event-stream") {
         return text(
@@ -306,8 +303,8 @@ async fn get_mcp(State(st): State<Arc<SimState>>, headers: HeaderMap) -> Respons
 }
 
 async fn delete_mcp(State(st): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&st, &headers) {
-        return r;
+    if !authorized(&st, &headers) {
+        return text(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     match session_of(&st, &headers) {
         Ok(Some(s)) => {
