@@ -310,3 +310,41 @@ async fn healthz_answers() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn a_server_that_sends_stream_headers_only_with_the_first_event_still_works() {
+    let sim = sim(SimConfig {
+        late_stream_headers: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let (session, mut stream) = Session::open(client(), opts(&sim)).await.unwrap();
+    session.subscribe_faults().await.unwrap();
+    assert_eq!(
+        sim.method_log(session.id()).unwrap()[..3],
+        ["initialize", "GET", "notifications/initialized"]
+    );
+    let spec = FaultSpec::generate(7, 1);
+    assert_eq!(sim.emit_fault(&spec).await, 1);
+    let msg = next_event(&mut stream).await;
+    assert_eq!(msg["params"]["data"]["faultId"], spec.fault_id("sim-1"));
+}
+
+#[tokio::test]
+async fn a_pending_stream_ended_by_a_restart_is_reported_at_once() {
+    let sim = sim(SimConfig {
+        late_stream_headers: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let (_session, mut stream) = Session::open(client(), opts(&sim)).await.unwrap();
+    sim.restart().await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(e, McpError::StreamEnded | McpError::Transport { .. }),
+        "{e}"
+    );
+}

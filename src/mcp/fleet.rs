@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::error;
 
 use super::sink::{ClusterStats, FaultSink, Phase};
@@ -22,15 +23,6 @@ pub struct McpFleet {
     reconnect: ReconnectConfig,
     client: reqwest::Client,
     sink: Arc<dyn FaultSink>,
-}
-
-/// Aborts the task when dropped, so an aborted parent never leaks its child.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn panic_message(p: &(dyn Any + Send)) -> String {
@@ -91,8 +83,9 @@ async fn supervise(
             sink.clone(),
             stats.clone(),
         );
-        let mut task = AbortOnDrop(tokio::spawn(sup.run(cancel.clone())));
-        let panic = match (&mut task.0).await {
+        // Aborted on drop, so an aborted fleet never leaks a supervisor.
+        let task = AbortOnDropHandle::new(tokio::spawn(sup.run(cancel.clone())));
+        let panic = match task.await {
             Ok(()) => return,
             Err(e) if e.is_panic() => panic_message(&*e.into_panic()),
             Err(_) => return, // aborted: we are being shut down

@@ -13,6 +13,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::error::McpError;
 use super::jsonrpc::{self, ToolResult};
@@ -28,6 +29,8 @@ pub const PROTOCOL_VERSION: &str = "2025-06-18";
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
 /// Bound on DELETE: it is best effort.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the handshake waits for the GET stream's response headers before it goes on.
+const GET_HEADERS_WAIT: Duration = Duration::from_secs(1);
 /// Bytes of an error body kept for the message.
 const ERROR_BODY_BYTES: usize = 200;
 
@@ -100,10 +103,17 @@ pub struct Session {
 
 /// The standalone GET stream: every notification of the session arrives here, in order.
 pub struct EventStream {
-    response: Response,
+    state: StreamState,
     parser: SseParser,
     /// Items parsed from the last chunk and not yet handed out (at most one chunk's worth).
     queue: VecDeque<SseItem>,
+}
+
+enum StreamState {
+    /// The GET was sent but its response headers have not arrived: some servers send them only
+    /// with the first event, and the stream can be silent for hours.
+    Pending(AbortOnDropHandle<Result<Response, McpError>>),
+    Open(Response),
 }
 
 impl EventStream {
@@ -113,7 +123,17 @@ impl EventStream {
             if let Some(item) = self.queue.pop_front() {
                 return Ok(item);
             }
-            match self.response.chunk().await {
+            let response = match &mut self.state {
+                StreamState::Open(r) => r,
+                StreamState::Pending(handle) => {
+                    let resp = handle.await.map_err(|e| {
+                        McpError::protocol("GET stream", format!("request task failed: {e}"))
+                    })??;
+                    self.state = StreamState::Open(resp);
+                    continue;
+                }
+            };
+            match response.chunk().await {
                 Ok(Some(bytes)) => {
                     let queue = &mut self.queue;
                     self.parser.feed(&bytes, &mut |i| queue.push_back(i));
@@ -222,26 +242,36 @@ impl Session {
 
     async fn finish_handshake(&self) -> Result<EventStream, McpError> {
         let t = self.opts.request_timeout;
-        let stream = within("GET stream", t, async {
-            let resp = self
-                .client
-                .get(self.opts.endpoint.clone())
-                .headers(self.headers())
-                .header(ACCEPT, "text/event-stream")
-                .send()
+        // The GET goes out before `initialized`, as the Go SDK client sends it; its response
+        // headers are awaited only briefly (a server may hold them until the first event), and
+        // a late failure (404, 409) surfaces from the stream's first read.
+        let get = self
+            .client
+            .get(self.opts.endpoint.clone())
+            .headers(self.headers())
+            .header(ACCEPT, "text/event-stream")
+            .send();
+        let mut handle = AbortOnDropHandle::new(tokio::spawn(async move {
+            let resp = get
                 .await
                 .map_err(|e| McpError::transport("GET stream", e))?;
             let resp = check_status("GET stream", resp).await?;
             if !is_sse(&resp) {
                 return Err(McpError::protocol("GET stream", "not an event stream"));
             }
-            Ok(EventStream {
-                response: resp,
-                parser: SseParser::new(self.opts.max_event_bytes),
-                queue: VecDeque::new(),
-            })
-        })
-        .await?;
+            Ok(resp)
+        }));
+        let state = match tokio::time::timeout(GET_HEADERS_WAIT.min(t), &mut handle).await {
+            Ok(joined) => StreamState::Open(joined.map_err(|e| {
+                McpError::protocol("GET stream", format!("request task failed: {e}"))
+            })??),
+            Err(_) => StreamState::Pending(handle),
+        };
+        let stream = EventStream {
+            state,
+            parser: SseParser::new(self.opts.max_event_bytes),
+            queue: VecDeque::new(),
+        };
         within("notifications/initialized", t, async {
             let msg = jsonrpc::notification("notifications/initialized", None);
             let resp = self.post("notifications/initialized", &msg).await?;

@@ -289,7 +289,16 @@ async fn get_mcp(State(st): State<Arc<SimState>>, headers: HeaderMap) -> Respons
         s.record("GET".into());
     }
     let gen = st.generation();
-    let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    let first = if st.cfg.late_stream_headers {
+        tokio::select! {
+            f = rx.recv() => f,
+            _ = gen.cancelled() => None,
+        }
+    } else {
+        None
+    };
+    let body = futures::stream::iter(first)
+        .chain(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
         .map(Ok::<_, Infallible>)
         .take_until(gen.cancelled_owned());
     (

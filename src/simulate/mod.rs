@@ -59,6 +59,9 @@ pub struct SimConfig {
     /// When set, `/mcp` answers 401 unless `Authorization: Bearer <token>` is sent (as a server
     /// behind an authenticating proxy does).
     pub bearer_token: Option<String>,
+    /// Send the GET stream's response headers only with its first event (as some servers do),
+    /// so a client that waits for them before going on hangs.
+    pub late_stream_headers: bool,
 }
 
 impl Default for SimConfig {
@@ -76,6 +79,7 @@ impl Default for SimConfig {
             max_subscriptions_per_session: 10,
             max_subscriptions_total: 100,
             bearer_token: None,
+            late_stream_headers: false,
         }
     }
 }
