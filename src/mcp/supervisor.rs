@@ -27,6 +27,8 @@ use super::sse::SseItem;
 use crate::config::{ClusterConfig, ReconnectConfig};
 use crate::fault::ReceivedFault;
 
+/// Floor of the first backoff and of the watchdog's periods (zero would spin).
+const MIN_BACKOFF: Duration = Duration::from_millis(1);
 /// Malformed-message warnings per cluster are logged at most this often.
 const MALFORMED_WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -41,9 +43,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Self {
+        // A zero initial backoff would never grow: reconnect in a hot loop.
+        let initial = initial.max(MIN_BACKOFF);
         Self {
             initial,
-            max,
+            max: max.max(initial),
             attempt: 0,
         }
     }
@@ -62,6 +66,20 @@ impl Backoff {
 
     pub fn reset(&mut self) {
         self.attempt = 0;
+    }
+
+    /// The delay after a session ended; a session that stayed subscribed for `healthy_after`
+    /// starts the backoff over.
+    pub fn after_session(
+        &mut self,
+        subscribed_for: Option<Duration>,
+        healthy_after: Duration,
+        rng: &mut impl Rng,
+    ) -> Duration {
+        if subscribed_for.is_some_and(|d| d >= healthy_after) {
+            self.reset();
+        }
+        self.next_delay(rng)
     }
 }
 
@@ -151,10 +169,11 @@ impl Supervisor {
             else {
                 break;
             };
-            if subscribed_for.is_some_and(|d| d >= self.reconnect.healthy_after) {
-                self.backoff.reset();
-            }
-            let delay = self.backoff.next_delay(&mut self.rng);
+            let delay = self.backoff.after_session(
+                subscribed_for,
+                self.reconnect.healthy_after,
+                &mut self.rng,
+            );
             self.report(Phase::BackingOff, None, Some(error.to_string()));
             metrics::counter!("nightcrier_mcp_reconnects_total", "cluster" => self.cluster.name.clone())
                 .increment(1);
@@ -238,9 +257,10 @@ impl Supervisor {
     async fn watchdog(&self, session: &Session, sub: &str) -> McpError {
         let r = &self.reconnect;
         let start = Instant::now();
-        let mut ping = tokio::time::interval_at(start + r.ping_interval, r.ping_interval);
+        let ping_every = r.ping_interval.max(MIN_BACKOFF);
+        let mut ping = tokio::time::interval_at(start + ping_every, ping_every);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let check_every = r.subscription_check_interval;
+        let check_every = r.subscription_check_interval.max(MIN_BACKOFF);
         let mut check = tokio::time::interval_at(start + check_every, check_every);
         check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -379,6 +399,32 @@ mod tests {
         let min = delays.iter().min().unwrap();
         let max = delays.iter().max().unwrap();
         assert!(*min < Duration::from_secs(2) && *max > Duration::from_secs(6));
+    }
+
+    #[test]
+    fn a_healthy_session_resets_the_backoff_a_short_one_does_not() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut rng = StdRng::seed_from_u64(9);
+        let minute = Duration::from_secs(60);
+        for _ in 0..4 {
+            b.after_session(None, minute, &mut rng);
+        }
+        assert_eq!(b.ceiling(), Duration::from_secs(16));
+        b.after_session(Some(Duration::from_secs(59)), minute, &mut rng);
+        assert_eq!(b.ceiling(), Duration::from_secs(32));
+        let d = b.after_session(Some(minute), minute, &mut rng);
+        assert!(d <= Duration::from_secs(1));
+        assert_eq!(b.ceiling(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_zero_initial_backoff_still_grows() {
+        let mut b = Backoff::new(Duration::ZERO, Duration::from_secs(1));
+        let mut rng = StdRng::seed_from_u64(5);
+        for _ in 0..5 {
+            b.next_delay(&mut rng);
+        }
+        assert!(b.ceiling() >= Duration::from_millis(32));
     }
 
     #[test]
