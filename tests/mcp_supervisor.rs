@@ -51,9 +51,13 @@ async fn sim(cfg: SimConfig) -> SimHandle {
 }
 
 async fn subscribed(r: &Running, n: usize) {
+    subscribed_as(r, "prod", n).await
+}
+
+async fn subscribed_as(r: &Running, cluster: &str, n: usize) {
     r.sink
         .wait_for(&format!("{n} subscription(s)"), 10, |s| {
-            s.subscriptions("prod").len() >= n
+            s.subscriptions(cluster).len() >= n
         })
         .await;
 }
@@ -264,11 +268,15 @@ async fn a_subscription_missing_from_the_list_leads_to_a_new_session() {
 
 #[tokio::test]
 async fn malformed_notifications_are_counted_and_the_stream_goes_on() {
+    // The only recorder of this test binary; the cluster name is this test's own.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    metrics::set_global_recorder(recorder).unwrap();
     let sim = sim(SimConfig::default()).await;
-    let mut c = cluster("prod", &sim.endpoint());
+    let mut c = cluster("malformed", &sim.endpoint());
     c.mcp.max_event_bytes = 8 * 1024;
     let r = start(c, fast_reconnect(Duration::from_millis(50)));
-    subscribed(&r, 1).await;
+    subscribed_as(&r, "malformed", 1).await;
     let fault = |i: usize| {
         serde_json::to_value(FaultSpec::generate(i, 5).to_fault("sim-1", "sub-x")).unwrap()
     };
@@ -305,7 +313,7 @@ async fn malformed_notifications_are_counted_and_the_stream_goes_on() {
         .await;
     r.sink
         .wait_for("7 malformed counted", 10, |s| {
-            s.last_state("prod")
+            s.last_state("malformed")
                 .is_some_and(|st| st.events_malformed == 7)
         })
         .await;
@@ -317,10 +325,31 @@ async fn malformed_notifications_are_counted_and_the_stream_goes_on() {
             fault(3)["faultId"].as_str().unwrap()
         ]
     );
-    let st = r.sink.last_state("prod").unwrap();
+    let st = r.sink.last_state("malformed").unwrap();
     assert_eq!(st.events_received, 2);
     assert_eq!(st.state, "subscribed");
-    assert_eq!(r.sink.subscriptions("prod").len(), 1, "no reconnect");
+    assert_eq!(r.sink.subscriptions("malformed").len(), 1, "no reconnect");
+    let text = metrics.render();
+    for reason in [
+        "not_an_object\"} 2",
+        "missing_field\"} 1",
+        "wrong_type\"} 1",
+        "oversized\"} 1",
+        "invalid_utf8\"} 1",
+        "invalid_json\"} 1",
+    ] {
+        let line =
+            format!("nightcrier_events_malformed_total{{cluster=\"malformed\",reason=\"{reason}");
+        assert!(text.contains(&line), "{line} in\n{text}");
+    }
+    assert!(
+        text.contains("nightcrier_events_received_total{cluster=\"malformed\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("nightcrier_mcp_connected{cluster=\"malformed\"} 1"),
+        "{text}"
+    );
     r.stop().await;
 }
 
