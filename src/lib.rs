@@ -14,6 +14,8 @@ pub mod health;
 pub mod http;
 pub mod incident;
 pub mod ingest;
+pub mod mcp;
+pub mod simulate;
 pub mod store;
 pub mod supervise;
 pub mod telemetry;
