@@ -34,9 +34,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AgentConfig, ClusterConfig, Config};
 use crate::incident::{AgentRun, FaultOccurrence, Incident, IncidentStatus, RunOutcome};
 
-/// How long [`AgentRunner::kill_leftover`] waits for a killed group to disappear.
-const LEFTOVER_EXIT_BOUND: Duration = Duration::from_secs(5);
-
 pub use container::{container_name, runtime_binary};
 pub use error::AgentError;
 pub use invocation::{build as build_invocation, Invocation, RunSpec, ENV_PASSTHROUGH};
@@ -51,6 +48,9 @@ pub use procfs::{
 };
 pub use prompt::REPORT_SECTIONS;
 pub use workspace::{Workspace, MAX_OCCURRENCES_IN_FILE};
+
+/// How long [`AgentRunner::kill_leftover`] waits for a killed group to disappear.
+const LEFTOVER_EXIT_BOUND: Duration = Duration::from_secs(5);
 
 /// Everything one run needs besides the incident; built once from the configuration. Cheap to
 /// clone: clones share the preflight results.
@@ -203,8 +203,8 @@ impl AgentRunner {
     /// waits for it, bounded by the agent timeout. `on_started(pid)` is called once the process
     /// exists (the worker records the pid for crash recovery). When `cancel` fires the process
     /// group is terminated (SIGTERM, then SIGKILL after `kill_grace`) and the report says
-    /// `interrupted` ([`RunReport::interrupted`]). Never leaves a process of the agent's group behind, even when this future
-    /// is dropped.
+    /// `interrupted` ([`RunReport::interrupted`]). Never leaves a process of the agent's group
+    /// behind, even when this future is dropped.
     pub async fn run(
         &self,
         incident: &Incident,
