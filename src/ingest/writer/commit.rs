@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 use super::{IngestWriter, StepReport};
 use crate::fault::ReceivedFault;
 use crate::ingest::InboxLease;
-
 use crate::store::{Recorded, StoreError};
 use crate::telemetry::names;
 
