@@ -96,8 +96,11 @@ pub enum TelemetryError {
     Recorder(String),
 }
 
-/// Dependencies stay at `warn` so that stdout holds only nightcrier's high-signal lines.
-const DEFAULT_FILTER: &str = "warn,nightcrier=info";
+/// Dependencies stay at `warn` so that stdout holds only nightcrier's high-signal lines. sqlx's
+/// "slow acquire" warning is raised to `error`: during a database outage it repeats for every
+/// query, and the ingest writer already says "database degraded" once.
+const DEPENDENCIES_FILTER: &str = "warn,sqlx::pool::acquire=error";
+const DEFAULT_FILTER: &str = "warn,sqlx::pool::acquire=error,nightcrier=info";
 
 /// The filter directives to use: `level` (from `--log-level`) wins over `rust_log` (the
 /// `RUST_LOG` variable), which wins over the default. A bare level such as `debug` applies to
@@ -108,7 +111,7 @@ pub fn filter_directives(level: Option<&str>, rust_log: Option<&str>) -> String 
     let rust_log = rust_log.map(str::trim).filter(|l| !l.is_empty());
     match (level, rust_log) {
         (Some(l), _) if l.contains('=') || l.contains(',') => l.to_string(),
-        (Some(l), _) => format!("warn,nightcrier={l}"),
+        (Some(l), _) => format!("{DEPENDENCIES_FILTER},nightcrier={l}"),
         (None, Some(env)) => env.to_string(),
         (None, None) => DEFAULT_FILTER.to_string(),
     }
@@ -299,17 +302,17 @@ mod tests {
 
     #[test]
     fn level_flag_beats_rust_log_and_a_bare_level_only_touches_nightcrier() {
-        assert_eq!(filter_directives(None, None), "warn,nightcrier=info");
+        assert_eq!(filter_directives(None, None), DEFAULT_FILTER);
         assert_eq!(filter_directives(None, Some("sqlx=debug")), "sqlx=debug");
         assert_eq!(
             filter_directives(Some("debug"), Some("sqlx=debug")),
-            "warn,nightcrier=debug"
+            "warn,sqlx::pool::acquire=error,nightcrier=debug"
         );
         assert_eq!(
             filter_directives(Some("info,hyper=debug"), None),
             "info,hyper=debug"
         );
-        assert_eq!(filter_directives(Some("  "), None), "warn,nightcrier=info");
+        assert_eq!(filter_directives(Some("  "), None), DEFAULT_FILTER);
     }
 
     #[test]
@@ -343,6 +346,7 @@ mod tests {
         tracing::info!(target: "nightcrier::ingest", cluster = "kind", incident_id = "0192", "incident 0192 created");
         tracing::debug!(target: "nightcrier::ingest", "per-event noise");
         tracing::info!(target: "sqlx::query", "SELECT 1");
+        tracing::warn!(target: "sqlx::pool::acquire", "slow acquire");
         tracing::warn!(target: "hyper::proto", "dependency warning");
     }
 
