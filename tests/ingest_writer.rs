@@ -8,9 +8,10 @@ mod ingest_support;
 use std::time::Duration;
 
 use chrono::Utc;
+use nightcrier::config::IngestConfig;
 use nightcrier::health::Health;
 use nightcrier::incident::{ConnectionState, IncidentStatus};
-use nightcrier::ingest::{channel, IngestWriter, StepReport, WriterOptions};
+use nightcrier::ingest::{build, channel, IngestWriter, StepReport, WriterOptions};
 use nightcrier::store::{ListFilter, Store};
 use nightcrier::telemetry::install_metrics_recorder;
 use tokio_util::sync::CancellationToken;
@@ -108,8 +109,7 @@ async fn group_commit_writes_every_fault_in_arrival_order() {
 async fn faults_of_a_triage_disabled_cluster_are_recorded_as_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::sqlite_store(dir.path()).await;
-    let (tx, rx) = channel(100);
-    let writer = IngestWriter::new(rx, store.clone(), Health::new(), options());
+    let (tx, writer) = build(&IngestConfig::default(), store.clone(), Health::new());
 
     let mut quiet = seq_fault("quiet", "q1", 0);
     quiet.triage_enabled = false;

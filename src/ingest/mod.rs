@@ -9,6 +9,13 @@
 //! the batch the writer holds while the database is down — so `buffer_capacity` is exact: the
 //! fault that would make it `capacity + 1` is the one dropped. The writer is a single task, so
 //! faults reach the database in arrival order, per cluster and overall, across outages.
+//!
+//! Wiring (install the metrics recorder first, so the depth gauge is registered with it):
+//! ```ignore
+//! let (sender, writer) = ingest::build(&config.ingest, store.clone(), health.clone());
+//! // Give `sender` clones to the MCP supervisors, then:
+//! supervise("ingest-writer", Duration::from_secs(1), token, move |t| writer.clone().run(t)).await;
+//! ```
 
 mod drops;
 mod writer;
@@ -19,11 +26,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
 
+use crate::config::IngestConfig;
 use crate::fault::ReceivedFault;
+use crate::health::Health;
 use crate::incident::ConnectionState;
+use crate::store::Store;
 use crate::telemetry::names;
 
 pub use writer::{IngestWriter, StepReport, WriterOptions};
+
+/// The channel sized by `ingest.buffer_capacity` and a writer configured by `ingest.*`.
+pub fn build(cfg: &IngestConfig, store: Store, health: Health) -> (IngestSender, IngestWriter) {
+    let (sender, receiver) = channel(cfg.buffer_capacity);
+    let writer = IngestWriter::new(receiver, store, health, WriterOptions::from_config(cfg));
+    (sender, writer)
+}
 
 /// The channel's two ends: readers offer, one [`IngestWriter`] at a time consumes.
 /// `capacity` (`ingest.buffer_capacity`) is at least 1.
