@@ -228,7 +228,10 @@ async fn call_tool(st: &SimState, session: &str, params: &Value) -> Value {
                     _ = gen.cancelled() => return tool_error("server shutting down"),
                 }
             }
-            let filters = json!({});
+            // Filters are echoed back; in faults mode the server ignores them.
+            let mut filters = args.as_object().cloned().unwrap_or_default();
+            filters.remove("mode");
+            let filters = Value::Object(filters);
             match st.subscribe(session, mode, filters) {
                 Ok(v) => tool_text("Event Subscription Created", &v),
                 Err(e) => tool_error(&e),
