@@ -177,7 +177,12 @@ async fn handle(st: &SimState, session: &str, method: &str, params: &Value) -> R
                 "serverInfo": {"name": "kubernetes-mcp-server", "version": "simulated"}
             }))
         }
-        "ping" => Ok(json!({})),
+        "ping" => {
+            if st.pings_hang.load(Ordering::Relaxed) {
+                st.generation().cancelled().await;
+            }
+            Ok(json!({}))
+        }
         "logging/setLevel" => {
             let level = params.get("level").and_then(Value::as_str).unwrap_or("");
             let rank = level_rank(level).ok_or((-32602, format!("invalid level {level:?}")))?;

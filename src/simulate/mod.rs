@@ -228,6 +228,12 @@ impl SimHandle {
         self.state.subscribe_hangs.store(hang, Ordering::Relaxed);
     }
 
+    /// Leaves every ping unanswered until the next restart (or until set back to false for
+    /// pings sent afterwards).
+    pub fn set_pings_hang(&self, hang: bool) {
+        self.state.pings_hang.store(hang, Ordering::Relaxed);
+    }
+
     /// One occurrence of `spec`, through the server's rules. Returns notifications delivered.
     pub async fn emit_fault(&self, spec: &FaultSpec) -> usize {
         self.state.emit_fault(spec).await

@@ -107,6 +107,8 @@ pub(crate) struct SimState {
     /// Cancelled when the server stops or restarts: ends every stream and hanging call.
     pub generation: Mutex<CancellationToken>,
     pub subscribe_hangs: AtomicBool,
+    /// Pings are never answered (a stuck server behind a live TCP connection).
+    pub pings_hang: AtomicBool,
     next_id: AtomicU64,
 }
 
@@ -135,6 +137,7 @@ impl SimState {
             counters: Counters::default(),
             generation: Mutex::new(CancellationToken::new()),
             subscribe_hangs: AtomicBool::new(false),
+            pings_hang: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
         }
     }
