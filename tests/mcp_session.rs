@@ -352,3 +352,36 @@ async fn a_pending_stream_ended_by_a_restart_is_reported_at_once() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn re_subscribing_in_place_yields_duplicates_as_the_real_server_does() {
+    let sim = sim(SimConfig::default()).await;
+    let (session, mut stream) = Session::open(client(), opts(&sim)).await.unwrap();
+    let old = session.subscribe_faults().await.unwrap();
+    session
+        .call_tool(
+            "events_unsubscribe",
+            json!({"subscriptionId": old}),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+    assert!(session.list_subscriptions().await.unwrap().is_empty());
+    let new = session.subscribe_faults().await.unwrap();
+    assert_eq!(sim.emit_fault(&FaultSpec::generate(3, 3)).await, 2);
+    let mut ids = vec![
+        next_event(&mut stream).await["params"]["data"]["subscriptionId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        next_event(&mut stream).await["params"]["data"]["subscriptionId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    ];
+    ids.sort();
+    let mut want = vec![old, new];
+    want.sort();
+    assert_eq!(ids, want, "the cancelled subscription still delivers");
+    assert_eq!(sim.subscriptions(), 1);
+}
