@@ -77,11 +77,15 @@ async fn a_fault_is_not_sent_again_within_the_reemit_period_but_is_after_it() {
     let spec = FaultSpec::generate(4, 9);
     assert_eq!(sim.emit_fault(&spec).await, 1);
     assert_eq!(sim.emit_fault(&spec).await, 0, "deduplicated by the server");
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(
-        sim.emit_fault(&spec).await,
-        1,
-        "re-emitted after the period"
+    // The informers keep seeing the fault; the server sends it again once the period is over.
+    let start = tokio::time::Instant::now();
+    while sim.emit_fault(&spec).await == 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "never re-emitted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "not before the period"
     );
     let a = next_event(&mut stream).await;
     let b = next_event(&mut stream).await;
@@ -347,4 +351,37 @@ async fn a_pending_stream_ended_by_a_restart_is_reported_at_once() {
         matches!(e, McpError::StreamEnded | McpError::Transport { .. }),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn re_subscribing_in_place_yields_duplicates_as_the_real_server_does() {
+    let sim = sim(SimConfig::default()).await;
+    let (session, mut stream) = Session::open(client(), opts(&sim)).await.unwrap();
+    let old = session.subscribe_faults().await.unwrap();
+    session
+        .call_tool(
+            "events_unsubscribe",
+            json!({"subscriptionId": old}),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+    assert!(session.list_subscriptions().await.unwrap().is_empty());
+    let new = session.subscribe_faults().await.unwrap();
+    assert_eq!(sim.emit_fault(&FaultSpec::generate(3, 3)).await, 2);
+    let mut ids = vec![
+        next_event(&mut stream).await["params"]["data"]["subscriptionId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        next_event(&mut stream).await["params"]["data"]["subscriptionId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    ];
+    ids.sort();
+    let mut want = vec![old, new];
+    want.sort();
+    assert_eq!(ids, want, "the cancelled subscription still delivers");
+    assert_eq!(sim.subscriptions(), 1);
 }

@@ -197,6 +197,32 @@ async fn a_404_on_ping_leads_to_a_new_session() {
 }
 
 #[tokio::test]
+async fn an_unanswered_ping_leads_to_a_new_session() {
+    let sim = sim(SimConfig::default()).await;
+    let mut reconnect = fast_reconnect(Duration::from_millis(50));
+    reconnect.ping_timeout = Duration::from_millis(100);
+    let r = start(cluster("prod", &sim.endpoint()), reconnect);
+    subscribed(&r, 1).await;
+    sim.set_pings_hang(true);
+    r.sink
+        .wait_for("a ping timeout", 10, |s| {
+            s.states().iter().any(|st| st.state == "backing_off")
+        })
+        .await;
+    let err = r
+        .sink
+        .states()
+        .into_iter()
+        .find_map(|s| s.last_error)
+        .unwrap();
+    assert!(err.contains("ping: no answer within 100ms"), "{err}");
+    sim.set_pings_hang(false);
+    subscribed(&r, 2).await;
+    emit_and_wait(&sim, &r, &specs(0..1), 1).await;
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn an_error_of_our_subscription_ends_the_session_others_do_not() {
     let sim = sim(SimConfig::default()).await;
     let r = start(

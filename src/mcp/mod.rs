@@ -8,8 +8,22 @@
 //! (initialize, initialized, setLevel, tools/call, ping, DELETE, the GET stream), and we need
 //! control over what the SDK decides for us: a bounded event size, 404 as an immediate
 //! session-lost signal, no idle timeout on the GET stream, one shared connection pool.
+//!
+//! Wiring (what the application does):
+//!
+//! ```text
+//! let client = mcp::http_client(Duration::from_secs(10))?;      // one pool for every cluster
+//! let fleet = McpFleet::new(config.clusters, config.reconnect, client, Arc::new(ingest_sender));
+//! fleet.run(shutdown_token).await;                               // returns once all sessions are DELETEd
+//! ```
+//!
+//! Files: `sse` (bounded SSE parser), `jsonrpc` (messages and classification of what arrives on
+//! the stream), `session` (one session: handshake, requests, GET stream, DELETE), `supervisor`
+//! (one cluster's state machine, backoff, watchdog), `fleet` (one supervisor per cluster, panic
+//! restarts), `sink` (the hand-off trait and the connection figures).
 
 pub mod error;
+mod exchange;
 pub mod fleet;
 pub mod jsonrpc;
 pub mod session;

@@ -6,16 +6,16 @@
 //! silent for hours), so liveness is the supervisor's ping.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
-use reqwest::{Client, Response, StatusCode};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT};
+use reqwest::{Client, Response};
 use serde_json::{json, Value};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::error::McpError;
+use super::exchange::{check_status, is_sse, read_reply, within};
 use super::jsonrpc::{self, ToolResult};
 use super::sse::{SseItem, SseParser};
 use crate::config::McpConfig;
@@ -24,15 +24,10 @@ const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 /// What we ask for; the server may answer with another version, which we then use.
 pub const PROTOCOL_VERSION: &str = "2025-06-18";
-/// After a POST's reply arrived, how long we keep reading to the end of its body so the
-/// connection goes back to the pool instead of being closed.
-const DRAIN_GRACE: Duration = Duration::from_millis(500);
 /// Bound on DELETE: it is best effort.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the handshake waits for the GET stream's response headers before it goes on.
 const GET_HEADERS_WAIT: Duration = Duration::from_secs(1);
-/// Bytes of an error body kept for the message.
-const ERROR_BODY_BYTES: usize = 200;
 
 /// The HTTP client all sessions share: one connection pool, so pings and tool calls reuse
 /// connections instead of opening one each (a thousand sessions would exhaust the port range).
@@ -143,45 +138,6 @@ impl EventStream {
             }
         }
     }
-}
-
-async fn within<T>(
-    what: &'static str,
-    after: Duration,
-    fut: impl Future<Output = Result<T, McpError>>,
-) -> Result<T, McpError> {
-    match tokio::time::timeout(after, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(McpError::Timeout { what, after }),
-    }
-}
-
-/// Turns a non-success status into the error the supervisor acts on.
-async fn check_status(what: &'static str, resp: Response) -> Result<Response, McpError> {
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(resp);
-    }
-    if status == StatusCode::NOT_FOUND {
-        return Err(McpError::SessionLost { what });
-    }
-    let body = resp.text().await.unwrap_or_default();
-    let mut end = body.len().min(ERROR_BODY_BYTES);
-    while !body.is_char_boundary(end) {
-        end -= 1;
-    }
-    Err(McpError::Http {
-        what,
-        status: status.as_u16(),
-        body: body[..end].trim().to_string(),
-    })
-}
-
-fn is_sse(resp: &Response) -> bool {
-    resp.headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
 impl Session {
@@ -402,72 +358,5 @@ impl Session {
             .headers(self.headers())
             .send();
         let _ = tokio::time::timeout(DELETE_TIMEOUT, req).await;
-    }
-}
-
-/// Reads a POST reply (plain JSON or an SSE body) until the response to `id`, bounded by
-/// `max_bytes` per message.
-async fn read_reply(
-    what: &'static str,
-    mut resp: Response,
-    id: u64,
-    max_bytes: usize,
-) -> Result<Value, McpError> {
-    if resp.status() == StatusCode::ACCEPTED {
-        return Err(McpError::protocol(
-            what,
-            "202 Accepted where a reply was due",
-        ));
-    }
-    let chunk =
-        |r: reqwest::Result<Option<bytes::Bytes>>| r.map_err(|e| McpError::transport(what, e));
-    let found = if is_sse(&resp) {
-        let mut parser = SseParser::new(max_bytes);
-        let mut found = None;
-        while found.is_none() {
-            let Some(bytes) = chunk(resp.chunk().await)? else {
-                break;
-            };
-            let mut items = Vec::new();
-            parser.feed(&bytes, &mut |i| items.push(i));
-            for item in items {
-                if let SseItem::Event(ev) = item {
-                    let msg: Value = serde_json::from_str(&ev.data)
-                        .map_err(|e| McpError::protocol(what, format!("reply is not JSON: {e}")))?;
-                    if let Some(r) = jsonrpc::response_for(&msg, id) {
-                        found = Some(r);
-                    }
-                }
-            }
-        }
-        found
-    } else {
-        let mut body = Vec::new();
-        while let Some(bytes) = chunk(resp.chunk().await)? {
-            if body.len() + bytes.len() > max_bytes {
-                return Err(McpError::protocol(
-                    what,
-                    "reply larger than max_event_bytes",
-                ));
-            }
-            body.extend_from_slice(&bytes);
-        }
-        let msg: Value = serde_json::from_slice(&body)
-            .map_err(|e| McpError::protocol(what, format!("reply is not JSON: {e}")))?;
-        jsonrpc::response_for(&msg, id)
-    };
-    // Finish the body so the connection can be reused; give up after a moment.
-    let _ = tokio::time::timeout(DRAIN_GRACE, async {
-        while let Ok(Some(_)) = resp.chunk().await {}
-    })
-    .await;
-    match found {
-        Some(jsonrpc::Response::Result(v)) => Ok(v),
-        Some(jsonrpc::Response::Error { code, message }) => Err(McpError::Rpc {
-            what,
-            code,
-            message,
-        }),
-        None => Err(McpError::protocol(what, "reply ended without a response")),
     }
 }

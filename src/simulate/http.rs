@@ -177,7 +177,12 @@ async fn handle(st: &SimState, session: &str, method: &str, params: &Value) -> R
                 "serverInfo": {"name": "kubernetes-mcp-server", "version": "simulated"}
             }))
         }
-        "ping" => Ok(json!({})),
+        "ping" => {
+            if st.pings_hang.load(Ordering::Relaxed) {
+                st.generation().cancelled().await;
+            }
+            Ok(json!({}))
+        }
         "logging/setLevel" => {
             let level = params.get("level").and_then(Value::as_str).unwrap_or("");
             let rank = level_rank(level).ok_or((-32602, format!("invalid level {level:?}")))?;
@@ -228,7 +233,10 @@ async fn call_tool(st: &SimState, session: &str, params: &Value) -> Value {
                     _ = gen.cancelled() => return tool_error("server shutting down"),
                 }
             }
-            let filters = json!({});
+            // Filters are echoed back; in faults mode the server ignores them.
+            let mut filters = args.as_object().cloned().unwrap_or_default();
+            filters.remove("mode");
+            let filters = Value::Object(filters);
             match st.subscribe(session, mode, filters) {
                 Ok(v) => tool_text("Event Subscription Created", &v),
                 Err(e) => tool_error(&e),

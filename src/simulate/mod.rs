@@ -6,7 +6,13 @@
 //! after a restart), one GET stream per session (409 for a second), notifications dropped until
 //! `logging/setLevel`, faults only to faults-mode subscriptions with an attached stream (a
 //! delivery without one cancels the subscription), per-subscription re-emission of a persistent
-//! fault with the same faultId, and diagnostic log lines now and then.
+//! fault with the same faultId, cancelled subscriptions that keep delivering on their session
+//! (the server's leak), and diagnostic log lines now and then.
+//!
+//! Test hooks on [`SimHandle`]: `restart` (all sessions lost, same port), `expire_sessions`
+//! (404 while streams stay open), `drop_streams`, `inject_raw`/`inject_json`, `emit_fault`,
+//! `fail_subscriptions`, `set_subscribe_hangs`, `set_pings_hang`, and counters (deliveries,
+//! accepted TCP connections, sessions, subscriptions, per-session method logs).
 //!
 //! This module must not be used by production paths: it exists to be talked to.
 
@@ -226,6 +232,12 @@ impl SimHandle {
     /// Makes `events_subscribe` in faults mode block until the next restart (no RBAC).
     pub fn set_subscribe_hangs(&self, hang: bool) {
         self.state.subscribe_hangs.store(hang, Ordering::Relaxed);
+    }
+
+    /// Leaves every ping unanswered until the next restart (or until set back to false for
+    /// pings sent afterwards).
+    pub fn set_pings_hang(&self, hang: bool) {
+        self.state.pings_hang.store(hang, Ordering::Relaxed);
     }
 
     /// One occurrence of `spec`, through the server's rules. Returns notifications delivered.

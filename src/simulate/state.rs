@@ -21,6 +21,8 @@ use super::SimConfig;
 
 /// Frames a GET stream may hold before the sender waits (the real server blocks too).
 pub(crate) const STREAM_BUFFER: usize = 256;
+/// Ghost subscriptions kept per session.
+const MAX_GHOSTS: usize = 10;
 /// Method logs of ended sessions kept for tests.
 const ENDED_LOGS: usize = 1000;
 /// Entries of one session's method log (pings would grow it forever).
@@ -52,10 +54,26 @@ pub(crate) struct Subscription {
     sent: HashMap<String, Instant>,
 }
 
+impl Subscription {
+    /// True when `fault_id` may be sent now; records the send. The server's deduplication.
+    fn due(&mut self, fault_id: &str, now: Instant, period: Duration) -> bool {
+        if let Some(at) = self.sent.get(fault_id) {
+            if now.duration_since(*at) < period {
+                return false;
+            }
+        }
+        self.sent.insert(fault_id.to_string(), now);
+        true
+    }
+}
+
 pub(crate) struct Session {
     pub level: Option<usize>,
     pub stream: Option<mpsc::Sender<Bytes>>,
     pub subs: Vec<Subscription>,
+    /// Cancelled subscriptions whose notifications the real server keeps sending on the session
+    /// (a known leak: re-subscribing in place yields duplicates).
+    pub ghosts: Vec<Subscription>,
     /// What the client did, in order: methods, `GET`, `DELETE` (the first [`LOG_ENTRIES`]).
     pub log: Vec<String>,
     /// Every request by method, however long the session lives.
@@ -107,6 +125,8 @@ pub(crate) struct SimState {
     /// Cancelled when the server stops or restarts: ends every stream and hanging call.
     pub generation: Mutex<CancellationToken>,
     pub subscribe_hangs: AtomicBool,
+    /// Pings are never answered (a stuck server behind a live TCP connection).
+    pub pings_hang: AtomicBool,
     next_id: AtomicU64,
 }
 
@@ -135,6 +155,7 @@ impl SimState {
             counters: Counters::default(),
             generation: Mutex::new(CancellationToken::new()),
             subscribe_hangs: AtomicBool::new(false),
+            pings_hang: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
         }
     }
@@ -168,6 +189,7 @@ impl SimState {
                 level: None,
                 stream: None,
                 subs: Vec::new(),
+                ghosts: Vec::new(),
                 log: vec!["initialize".into()],
                 counts: HashMap::from([("initialize".to_string(), 1)]),
             },
@@ -226,12 +248,14 @@ impl SimState {
     }
 
     /// One occurrence of `spec` seen by the server's informers: sent to every faults-mode
-    /// subscription that has not sent this fault within the re-emission period. Returns how
-    /// many notifications were delivered.
+    /// subscription that has not sent this fault within the re-emission period (and to the
+    /// session's ghosts, as the server leaks them). Returns how many notifications were
+    /// delivered.
     pub async fn emit_fault(&self, spec: &FaultSpec) -> usize {
         let cluster = &self.cfg.context;
         let fid = spec.fault_id(cluster);
         let now = Instant::now();
+        let period = self.cfg.reemit_every;
         let warning = level_rank("warning").unwrap_or(3);
         let mut deliveries = Vec::new();
         {
@@ -244,42 +268,42 @@ impl SimState {
                     .as_ref()
                     .filter(|tx| !tx.is_closed())
                     .cloned();
+                // Without setLevel the server drops the notification silently.
                 let level_ok = session.level.is_some_and(|l| l <= warning);
-                session.subs.retain_mut(|sub| {
-                    if sub.mode != "faults" || sub.degraded {
-                        return true;
+                let mut deliver = |sub: &Subscription| {
+                    if let Some(tx) = &open {
+                        let data = serde_json::to_value(spec.to_fault(cluster, &sub.id))
+                            .unwrap_or(Value::Null);
+                        deliveries.push(Delivery {
+                            tx: tx.clone(),
+                            frame: frame(&log_notification("warning", "kubernetes/faults", data)),
+                            session: sid.clone(),
+                            sub: sub.id.clone(),
+                        });
                     }
-                    if let Some(at) = sub.sent.get(&fid) {
-                        if now.duration_since(*at) < self.cfg.reemit_every {
-                            return true;
-                        }
+                };
+                let mut kept = Vec::with_capacity(session.subs.len());
+                for mut sub in std::mem::take(&mut session.subs) {
+                    let active = sub.mode == "faults" && !sub.degraded;
+                    if !active || !sub.due(&fid, now, period) || !level_ok {
+                        kept.push(sub);
+                    } else if open.is_some() {
+                        deliver(&sub);
+                        kept.push(sub);
+                    } else {
+                        // Delivery without a GET stream fails: the server cancels.
+                        cancelled += 1;
+                        session.ghosts.push(sub);
                     }
-                    sub.sent.insert(fid.clone(), now);
-                    if !level_ok {
-                        return true; // dropped silently, as the server does without setLevel
+                }
+                session.subs = kept;
+                for ghost in &mut session.ghosts {
+                    if ghost.due(&fid, now, period) && level_ok {
+                        deliver(ghost);
                     }
-                    match &open {
-                        Some(tx) => {
-                            let data = serde_json::to_value(spec.to_fault(cluster, &sub.id))
-                                .unwrap_or(Value::Null);
-                            deliveries.push(Delivery {
-                                tx: tx.clone(),
-                                frame: frame(&log_notification(
-                                    "warning",
-                                    "kubernetes/faults",
-                                    data,
-                                )),
-                                session: sid.clone(),
-                                sub: sub.id.clone(),
-                            });
-                            true
-                        }
-                        None => {
-                            cancelled += 1;
-                            false
-                        }
-                    }
-                });
+                }
+                let excess = session.ghosts.len().saturating_sub(MAX_GHOSTS);
+                session.ghosts.drain(..excess);
             }
             inner.total_subs -= cancelled;
             self.counters
@@ -300,19 +324,22 @@ impl SimState {
         delivered
     }
 
-    fn cancel_subscription(&self, session: &str, sub: &str) {
+    /// Cancels a subscription; it lives on as a ghost (the server's leak).
+    fn cancel_subscription(&self, session: &str, sub: &str) -> bool {
         let mut inner = self.lock();
-        let removed = inner.sessions.get_mut(session).is_some_and(|s| {
-            let before = s.subs.len();
-            s.subs.retain(|x| x.id != sub);
-            s.subs.len() < before
-        });
-        if removed {
-            inner.total_subs -= 1;
-            self.counters
-                .cancelled_subscriptions
-                .fetch_add(1, Ordering::Relaxed);
-        }
+        let Some(s) = inner.sessions.get_mut(session) else {
+            return false;
+        };
+        let Some(pos) = s.subs.iter().position(|x| x.id == sub) else {
+            return false;
+        };
+        let ghost = s.subs.remove(pos);
+        s.ghosts.push(ghost);
+        inner.total_subs -= 1;
+        self.counters
+            .cancelled_subscriptions
+            .fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Every attached stream whose level lets `level` through, with a frame for it.
@@ -422,16 +449,9 @@ impl SimState {
     }
 
     pub fn unsubscribe(&self, session: &str, sub: &str) -> Result<Value, String> {
-        let mut inner = self.lock();
-        let removed = inner.sessions.get_mut(session).is_some_and(|s| {
-            let before = s.subs.len();
-            s.subs.retain(|x| x.id != sub);
-            s.subs.len() < before
-        });
-        if !removed {
+        if !self.cancel_subscription(session, sub) {
             return Err("subscription not found".into());
         }
-        inner.total_subs -= 1;
         Ok(json!({"status": "cancelled", "subscriptionId": sub}))
     }
 
@@ -458,7 +478,7 @@ impl SimState {
     pub fn prune(&self, now: Instant, period: Duration) {
         let mut inner = self.lock();
         for s in inner.sessions.values_mut() {
-            for sub in &mut s.subs {
+            for sub in s.subs.iter_mut().chain(s.ghosts.iter_mut()) {
                 sub.sent.retain(|_, at| now.duration_since(*at) < period);
             }
         }

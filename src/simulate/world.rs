@@ -28,8 +28,14 @@ pub struct FaultSpec {
 
 impl FaultSpec {
     /// The `i`-th distinct fault of a world seeded with `seed`: same inputs, same fault.
+    ///
+    /// Faults cycle through the five types. As on a real cluster, one crashing container yields
+    /// both a `CrashLoop` (i % 5 == 0) and a `PodCrash` (the next i): same pod, same uid,
+    /// different faultIds.
     pub fn generate(i: usize, seed: u64) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let object = if i % 5 == 1 { i - 1 } else { i };
+        let mut rng =
+            StdRng::seed_from_u64(seed ^ (object as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let uid = format!(
             "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
             rng.random::<u32>(),
@@ -38,7 +44,7 @@ impl FaultSpec {
             rng.random::<u16>() & 0xfff,
             rng.random::<u64>() & 0xffff_ffff_ffff
         );
-        let ns = ["default", "payments", "checkout", "batch"][i % 4].to_string();
+        let ns = ["default", "payments", "checkout", "batch"][object % 4].to_string();
         let (fault_type, severity, api_version, kind, name, namespace, container, context) =
             match i % 5 {
                 0 => (
@@ -46,7 +52,7 @@ impl FaultSpec {
                     "critical",
                     "v1",
                     "Pod",
-                    format!("api-{i}-7d9f8b6c5-x2k4q"),
+                    format!("api-{object}-7d9f8b6c5-x2k4q"),
                     Some(ns),
                     "app",
                     "Container entered CrashLoopBackOff state, restart count: 3, last exit code: 1, last reason: Error".to_string(),
@@ -56,10 +62,10 @@ impl FaultSpec {
                     "warning",
                     "v1",
                     "Pod",
-                    format!("worker-{i}-5c6d7e8f9-abcde"),
+                    format!("api-{object}-7d9f8b6c5-x2k4q"),
                     Some(ns),
-                    "main",
-                    "Container terminated with exit code 137 (OOMKilled)".to_string(),
+                    "app",
+                    "Container app terminated: exit code 1, reason Error".to_string(),
                 ),
                 2 => (
                     "NodeUnhealthy",
@@ -196,6 +202,12 @@ mod tests {
         assert_eq!(ids.len(), 500);
         let node = FaultSpec::generate(2, 7);
         assert_eq!((node.kind.as_str(), node.namespace), ("Node", None));
+        let (crash_loop, pod_crash) = (FaultSpec::generate(5, 7), FaultSpec::generate(6, 7));
+        assert_eq!(
+            crash_loop.uid, pod_crash.uid,
+            "one crashing container, two faults"
+        );
+        assert_ne!(crash_loop.fault_id("c"), pod_crash.fault_id("c"));
     }
 
     #[test]
