@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod agent;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod incident;
 pub mod ingest;
 pub mod mcp;
+pub mod signals;
 pub mod simulate;
 pub mod store;
 pub mod supervise;

@@ -150,7 +150,8 @@ where
         .with_env_filter(filter)
         .with_writer(writer);
     Ok(match format {
-        LogFormat::Text => Box::new(builder.with_ansi(ansi).finish()),
+        // The module path adds nothing an operator needs on a one-line event.
+        LogFormat::Text => Box::new(builder.with_ansi(ansi).with_target(false).finish()),
         LogFormat::Json => Box::new(
             builder
                 .json()

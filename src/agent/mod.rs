@@ -141,14 +141,20 @@ impl AgentRunner {
     /// time) and keeps the results for the workspaces of later runs.
     pub async fn preflight_all(&self, timeout: Duration) -> Vec<ClusterPermissions> {
         use futures::StreamExt;
-        let clusters: Vec<&ClusterConfig> = self
+        // Owned values: a stream of futures borrowing `self` is not provably `Send`, and the app
+        // runs the preflight in a spawned task.
+        let clusters: Vec<ClusterConfig> = self
             .clusters
             .values()
-            .map(|c| &c.config)
+            .map(|c| c.config.clone())
             .filter(|c| c.triage.enabled)
             .collect();
+        let kubectl = self.kubectl.clone();
         let results: Vec<ClusterPermissions> = futures::stream::iter(clusters)
-            .map(|c| preflight_with(&self.kubectl, c, timeout))
+            .map(|c| {
+                let kubectl = kubectl.clone();
+                async move { preflight_with(&kubectl, &c, timeout).await }
+            })
             .buffer_unordered(2)
             .collect()
             .await;

@@ -7,6 +7,8 @@
 mod config_cmd;
 mod incidents;
 mod output;
+mod run;
+
 mod status;
 mod tail;
 
@@ -14,10 +16,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::config::{self, LoadedConfig};
-use crate::store::{Store, StoreOptions};
+use crate::store::Store;
+use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,14 +45,21 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Watch the configured clusters and triage their faults (until SIGINT/SIGTERM).
+    Run,
+    /// A self-contained demo: simulated clusters, embedded SQLite, a built-in demo agent.
+    Demo(crate::demo::DemoArgs),
+    /// Serve simulated clusters that speak the fault-event protocol (for trials, tests, benchmarks).
+    Simulate(crate::simulate::SimulateArgs),
+    /// The built-in demo agent (started by nightcrier itself in the demo).
+    #[command(hide = true)]
+    DemoAgent {
+        /// How long the demo agent pretends to investigate.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        think: std::time::Duration,
+    },
     /// Create or upgrade the database schema.
     Migrate,
     /// Inspect the configuration.
@@ -104,7 +114,30 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Commands that log (rather than print for humans) get the system log on stdout.
+    if matches!(
+        cli.command,
+        Command::Run | Command::Demo(_) | Command::Simulate(_) | Command::Migrate
+    ) {
+        telemetry::init_tracing(cli.log_format, cli.log_level.as_deref())?;
+    }
     match &cli.command {
+        Command::Run => run::run(load_config(&cli)?).await,
+        Command::Demo(args) => {
+            crate::demo::run(args.clone()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate(args) => {
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let handler = crate::signals::spawn_handler(shutdown.clone(), shutdown.clone())?;
+            crate::simulate::run_cli(args.clone(), shutdown).await?;
+            handler.abort();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DemoAgent { think } => {
+            crate::demo::agent::run(*think).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config(ConfigCommand::Check) => config_cmd::check(cli.config.as_deref()),
         Command::Migrate => {
             let loaded = load_config(&cli)?;
@@ -148,12 +181,7 @@ pub(crate) fn load_config(cli: &Cli) -> anyhow::Result<LoadedConfig> {
 
 pub(crate) async fn open_store(loaded: &LoadedConfig) -> anyhow::Result<Store> {
     let c = &loaded.config;
-    Store::connect(StoreOptions {
-        url: c.database.url.expose().to_string(),
-        max_connections: c.database.max_connections,
-        acquire_timeout: c.database.acquire_timeout,
-        dedup_cooldown: c.dedup.cooldown,
-    })
-    .await
-    .with_context(|| format!("opening database {}", c.database.url.redacted()))
+    Store::connect(crate::app::store_options(c))
+        .await
+        .with_context(|| format!("opening database {}", c.database.url.redacted()))
 }
