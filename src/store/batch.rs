@@ -7,8 +7,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use uuid::Uuid;
+
 use super::{time, Result, StoreError};
 use crate::fault::ReceivedFault;
+use crate::incident::IncidentStatus;
 
 /// The faults of one (cluster, faultId) in a batch.
 #[derive(Debug)]
@@ -25,6 +28,44 @@ impl Group {
     pub fn count(&self) -> i64 {
         i64::try_from(self.members.len()).unwrap_or(i64::MAX)
     }
+}
+
+/// An incident of a group's fault that the group may attach to.
+#[derive(Debug)]
+pub(crate) struct Existing<I> {
+    pub id: I,
+    pub status: IncidentStatus,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The incident a group attaches to: the open one, else the one that finished last, if that was
+/// after `since` (the group's first sighting minus the cooldown).
+pub(crate) fn pick<I>(existing: &[Existing<I>], since: DateTime<Utc>) -> Option<&Existing<I>> {
+    existing.iter().find(|e| e.status.is_open()).or_else(|| {
+        existing
+            .iter()
+            .filter(|e| e.finished_at.is_some_and(|f| f > since))
+            .max_by_key(|e| e.finished_at)
+    })
+}
+
+/// Oldest finish time that can still absorb a group's faults.
+pub(crate) fn since(g: &Group, cooldown: chrono::Duration) -> DateTime<Utc> {
+    g.first_seen
+        .checked_sub_signed(cooldown)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// One fresh id per group, generated in arrival order (v7 ids sort by creation), so incidents
+/// opened by one batch are claimed in the order their faults arrived.
+pub(crate) fn new_ids(groups: &[Group]) -> Vec<Uuid> {
+    let mut by_arrival: Vec<usize> = (0..groups.len()).collect();
+    by_arrival.sort_by_key(|&g| groups[g].first);
+    let mut ids = vec![Uuid::nil(); groups.len()];
+    for g in by_arrival {
+        ids[g] = Uuid::now_v7();
+    }
+    ids
 }
 
 /// Validates every fault, then groups them by (cluster, faultId). Groups are sorted by that key

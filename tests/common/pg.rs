@@ -46,6 +46,9 @@ struct Owned {
     as_postgres: bool,
     /// Whether the server should be up (so drop knows to stop it).
     running: Mutex<bool>,
+    /// Stops the server if this process dies without dropping us (SIGKILL by a test runner's
+    /// timeout, SIGTERM of a benchmark), so no server outlives its test. Killed on drop.
+    watchdog: Mutex<Option<std::process::Child>>,
 }
 
 static DATABASES: AtomicU32 = AtomicU32::new(0);
@@ -194,6 +197,10 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         if let Kind::Owned(o) = &self.kind {
+            if let Some(mut w) = o.watchdog.lock().ok().and_then(|mut w| w.take()) {
+                let _ = w.kill();
+                let _ = w.wait();
+            }
             let running = o.running.lock().map(|r| *r).unwrap_or(true);
             if running {
                 let _ = o.pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "30"]);
@@ -228,14 +235,40 @@ impl Owned {
             port,
             as_postgres,
             running: Mutex::new(false),
+            watchdog: Mutex::new(None),
         };
         o.start_server()?;
-        *o.running.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        o.set_running(true);
+        *o.watchdog.lock().unwrap_or_else(|p| p.into_inner()) = o.spawn_watchdog().ok();
         Ok(o)
     }
 
     fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    fn spawn_watchdog(&self) -> std::io::Result<std::process::Child> {
+        let stop = self.pg_ctl_command(&["stop", "-m", "immediate"]);
+        let mut argv: Vec<String> = vec![stop.get_program().to_string_lossy().into_owned()];
+        argv.extend(stop.get_args().map(|a| a.to_string_lossy().into_owned()));
+        let quoted: Vec<String> = argv
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect();
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; LC_ALL=C {cmd} >/dev/null 2>&1; \
+             rm -rf '{root}'",
+            pid = std::process::id(),
+            cmd = quoted.join(" "),
+            root = self._root.path().display(),
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
     }
 
     fn is_running(&self) -> bool {
