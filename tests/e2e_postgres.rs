@@ -14,12 +14,13 @@ use nightcrier::incident::IncidentStatus;
 use nightcrier::simulate::SimHandle;
 use uuid::Uuid;
 
-/// Records its interval (nanoseconds) in `$D/timeline`, works a little, reports.
+/// Records its interval (nanoseconds) in `$D/timeline`, works a little, reports. Runs are told
+/// apart by the agent marker (`<incident id>:<attempt>`).
 const RECORDING_STUB: &str = r#"D="$INCIDENT_WORKSPACE/../.."
-echo "$CLUSTER_NAME $INCIDENT_ID start $(date +%s%N)" >> "$D/timeline"
+echo "$CLUSTER_NAME $NIGHTCRIER_AGENT_RUN start $(date +%s%N)" >> "$D/timeline"
 sleep "$(cat "$D/work")"
 printf '# Report\n%0200d\n' 0 > "$REPORT_FILE"
-echo "$CLUSTER_NAME $INCIDENT_ID end $(date +%s%N)" >> "$D/timeline"
+echo "$CLUSTER_NAME $NIGHTCRIER_AGENT_RUN end $(date +%s%N)" >> "$D/timeline"
 "#;
 
 const TOTAL: usize = 30;

@@ -24,10 +24,9 @@ fn pid_alive(pid: i32) -> bool {
     }
 }
 
-/// First attempt: leaves a grandchild behind and becomes a long sleep. Second attempt: succeeds.
-const SLEEPER_ONCE: &str = r#"D="$INCIDENT_WORKSPACE/../.."
-if [ ! -f "$D/seen-$INCIDENT_ID" ]; then
-  touch "$D/seen-$INCIDENT_ID"
+/// Before the restart: leaves a grandchild behind and becomes a long sleep. After: succeeds.
+const SLEEPER_UNTIL_RESTART: &str = r#"D="$INCIDENT_WORKSPACE/../.."
+if [ ! -f "$D/restarted" ]; then
   sleep 300 &
   exec sleep 300
 fi
@@ -38,7 +37,7 @@ printf '# Report\n%0200d\n' 0 > "$REPORT_FILE"
 async fn kill_9_with_agents_running_loses_nothing_and_leaves_no_agent() {
     let a = simulator("ka").await;
     let b = simulator("kb").await;
-    let rig = Rig::sqlite(&[&a, &b], SLEEPER_ONCE);
+    let rig = Rig::sqlite(&[&a, &b], SLEEPER_UNTIL_RESTART);
     let mut run = rig.start_run();
     subscribed(&a).await;
     subscribed(&b).await;
@@ -93,7 +92,8 @@ async fn kill_9_with_agents_running_loses_nothing_and_leaves_no_agent() {
         "the database still says running until someone recovers them"
     );
 
-    // Restart with the same configuration.
+    // Restart with the same configuration; agents succeed from now on.
+    std::fs::write(rig.path().join("restarted"), "").unwrap();
     let mut again = rig.start_run();
     let done = all_finished(&store, 4, DEADLINE).await;
     for i in &done {
