@@ -233,3 +233,42 @@ async fn sigterm_with_a_short_grace_terminates_and_requeues() {
     assert_eq!(done[0].status, IncidentStatus::Succeeded);
     assert_eq!(done[0].attempt, 2);
 }
+
+/// A second SIGTERM during the grace stops at once: the agent is terminated and the incident
+/// given back, long before the (two-minute) grace would have ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_stops_at_once_and_requeues() {
+    let sim = simulator("twice").await;
+    let mut rig = Rig::sqlite(&[&sim], WAITS_FOR_RELEASE);
+    rig.setup.shutdown_grace = Duration::from_secs(120);
+    rig.write_config();
+    let mut run = rig.start_run();
+    subscribed(&sim).await;
+    emit(&sim, 0).await;
+    let store = rig.store().await;
+    let inc = wait_until("the agent started", DEADLINE, || async {
+        let all = all_incidents(&store).await;
+        let i = all
+            .into_iter()
+            .find(|i| i.status == IncidentStatus::Running)?;
+        rig.agent_log(i.id).contains("started").then_some(i)
+    })
+    .await;
+
+    run.signal(Signal::SIGTERM);
+    run.wait_stdout("stopping gracefully").await;
+    run.assert_alive();
+    run.signal(Signal::SIGTERM);
+    // DEADLINE (40 s) is far below the grace: only the immediate stop can end it in time.
+    let code = run.wait_exit(DEADLINE).await;
+    assert_eq!(code.code(), Some(0), "{}", run.stdout());
+    assert!(
+        run.stdout().contains("stopping at once"),
+        "{}",
+        run.stdout()
+    );
+    let after = store.get(&inc.id.to_string()).await.unwrap();
+    assert_eq!(after.status, IncidentStatus::Pending, "{after:?}");
+    assert_eq!(after.attempt, 1);
+    assert!(agent_processes(&HashSet::from([inc.id])).is_empty());
+}
