@@ -31,6 +31,8 @@ use crate::fault::ReceivedFault;
 const MIN_BACKOFF: Duration = Duration::from_millis(1);
 /// Malformed-message warnings per cluster are logged at most this often.
 const MALFORMED_WARN_EVERY: Duration = Duration::from_secs(10);
+/// Unsaved event counts are reported this often while subscribed.
+const STATE_FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// Exponential backoff with full jitter: the n-th delay is uniform in `[0, min(max, initial·2ⁿ)]`,
 /// so a fleet that lost its server at once does not come back at once.
@@ -263,8 +265,13 @@ impl Supervisor {
         let check_every = r.subscription_check_interval.max(MIN_BACKOFF);
         let mut check = tokio::time::interval_at(start + check_every, check_every);
         check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Event counts are reported at most once a second as events arrive; this tick saves the
+        // last burst's counts too, so `nightcrier status` is never a ping interval behind.
+        let mut flush = tokio::time::interval_at(start + STATE_FLUSH_EVERY, STATE_FLUSH_EVERY);
+        flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let result = tokio::select! {
+                _ = flush.tick() => Ok(()),
                 _ = ping.tick() => session.ping(r.ping_timeout).await,
                 _ = check.tick() => match session.list_subscriptions().await {
                     Ok(subs) if subs.iter().any(|s| s == sub) => Ok(()),

@@ -98,7 +98,7 @@ pub struct Setup {
     pub max_attempts: u32,
     pub instance_name: String,
     pub http_listen: String,
-    /// `reconnect.ping_interval`: also when a cluster's unsaved event counts reach the database.
+    /// `reconnect.ping_interval`.
     pub ping_interval: Duration,
 }
 
