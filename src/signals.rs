@@ -4,6 +4,9 @@
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
+/// Signals closer together than this are one request.
+const SAME_REQUEST: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Cancels `soft` on the first SIGINT or SIGTERM and `hard` on the second. The returned task
 /// ends after the second signal or when `hard` is cancelled otherwise.
 pub fn spawn_handler(
@@ -13,15 +16,20 @@ pub fn spawn_handler(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     Ok(tokio::spawn(async move {
-        let mut seen = 0;
+        let mut first: Option<tokio::time::Instant> = None;
         loop {
             let name = tokio::select! {
                 _ = hard.cancelled() => return,
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
             };
-            seen += 1;
-            if seen == 1 {
+            // `timeout(1)` and some supervisors signal the process and then its whole group: the
+            // same request arrives twice within microseconds and must not count as "stop now".
+            if first.is_some_and(|t| t.elapsed() < SAME_REQUEST) {
+                continue;
+            }
+            if first.is_none() {
+                first = Some(tokio::time::Instant::now());
                 tracing::info!(
                     signal = name,
                     "stopping gracefully; send it again to stop at once"
