@@ -29,10 +29,12 @@ CREATE TABLE incidents (
 -- At most one open incident per fault, even with several writers: new occurrences attach to it.
 CREATE UNIQUE INDEX incidents_open_fault ON incidents (cluster, fault_id)
     WHERE status IN ('pending', 'running');
-CREATE INDEX incidents_fault ON incidents (cluster, fault_id, finished_at);
+-- Dedup lookups of finished incidents; partial, so opening an incident does not touch it.
+CREATE INDEX incidents_finished_fault ON incidents (cluster, fault_id, finished_at)
+    WHERE finished_at IS NOT NULL;
 CREATE INDEX incidents_pending ON incidents (created_at, id) WHERE status = 'pending';
 CREATE INDEX incidents_running ON incidents (cluster, lease_expires_at) WHERE status = 'running';
-CREATE INDEX incidents_created ON incidents (created_at);
+-- Recent failures. (Listing newest first uses the primary key: v7 ids sort by creation.)
 CREATE INDEX incidents_finished ON incidents (finished_at) WHERE finished_at IS NOT NULL;
 
 CREATE TABLE fault_occurrences (

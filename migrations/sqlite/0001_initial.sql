@@ -31,14 +31,15 @@ CREATE TABLE incidents (
 -- At most one open incident per fault: new occurrences attach to it.
 CREATE UNIQUE INDEX incidents_open_fault ON incidents (cluster, fault_id)
     WHERE status IN ('pending', 'running');
--- Dedup lookups (open or recently finished) by fault.
-CREATE INDEX incidents_fault ON incidents (cluster, fault_id, finished_at);
+-- Dedup lookups of finished incidents by fault (open ones use the index above). Partial, so
+-- opening an incident does not touch it.
+CREATE INDEX incidents_finished_fault ON incidents (cluster, fault_id, finished_at)
+    WHERE finished_at IS NOT NULL;
 -- The queue: oldest pending first.
 CREATE INDEX incidents_pending ON incidents (created_at, id) WHERE status = 'pending';
 -- Running counts (limits) and lease expiry.
 CREATE INDEX incidents_running ON incidents (cluster, lease_expires_at) WHERE status = 'running';
--- Listing newest first, and recent failures.
-CREATE INDEX incidents_created ON incidents (created_at);
+-- Recent failures. (Listing newest first uses the primary key: v7 ids sort by creation.)
 CREATE INDEX incidents_finished ON incidents (finished_at) WHERE finished_at IS NOT NULL;
 
 CREATE TABLE fault_occurrences (

@@ -44,6 +44,8 @@ pub async fn sqlite_store(dir: &Path) -> Store {
         .expect("opening the SQLite store")
 }
 
+static OTHER_DATABASES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// A fresh database of one backend. Keep it alive for the whole test (it owns the SQLite
 /// directory or the PostgreSQL server).
 pub enum TestDb {
@@ -90,6 +92,21 @@ impl TestDb {
 
     pub async fn store_with(&self, opts: StoreOptions) -> Store {
         Store::connect(opts).await.expect("opening the store")
+    }
+
+    /// The URL of another fresh, empty database of the same backend (a new file in the same
+    /// directory, or a new database on the same server).
+    pub async fn another_database(&self) -> String {
+        match self {
+            TestDb::Sqlite(dir) => {
+                let n = OTHER_DATABASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!(
+                    "sqlite://{}",
+                    dir.path().join(format!("other-{n}.db")).display()
+                )
+            }
+            TestDb::Postgres { server, .. } => server.fresh_database().await,
+        }
     }
 
     /// The PostgreSQL server, for tests that stop and start it.

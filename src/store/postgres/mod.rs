@@ -89,8 +89,8 @@ pub(super) async fn list(pool: &PgPool, filter: &ListFilter, limit: i64) -> Resu
     if let Some(cluster) = &filter.cluster {
         qb.push(" AND cluster = ").push_bind(cluster);
     }
-    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(limit);
+    // v7 ids sort by creation time, and the primary key index serves this order.
+    qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
     let rows = qb
         .build()
         .fetch_all(pool)

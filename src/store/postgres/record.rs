@@ -55,10 +55,14 @@ async fn record_once(
         .map(|g| faults[g.first].fault.fault_id.as_str())
         .collect();
     let found = sqlx::query(
-        "SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at \
-         FROM unnest($1::text[], $2::text[]) AS k(cluster, fault_id) \
-         JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
-         WHERE i.status IN ('pending', 'running') OR i.finished_at > $3",
+        "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(cluster, fault_id)) \
+         SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at \
+         FROM k JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
+         WHERE i.status IN ('pending', 'running') \
+         UNION ALL \
+         SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at \
+         FROM k JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
+         WHERE i.finished_at > $3",
     )
     .bind(&clusters)
     .bind(&fault_ids)

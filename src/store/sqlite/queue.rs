@@ -21,14 +21,6 @@ pub(in crate::store) async fn claim(
 ) -> Result<Option<Claimed>> {
     const CTX: &str = "claiming an incident";
     let mut tx = begin(pool, CTX).await?;
-    let running: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM incidents WHERE status = 'running'")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(StoreError::db(CTX))?;
-    if running >= i64::from(limits.max_concurrent_agents) {
-        return Ok(None);
-    }
     let now = time::now();
     let row = sqlx::query(&format!(
         "UPDATE incidents SET status = 'running', attempt = attempt + 1, started_at = ?1, \
@@ -36,6 +28,7 @@ pub(in crate::store) async fn claim(
          WHERE id = (SELECT id FROM incidents WHERE status = 'pending' AND cluster NOT IN \
              (SELECT cluster FROM incidents WHERE status = 'running' \
               GROUP BY cluster HAVING count(*) >= ?4) \
+           AND (SELECT count(*) FROM incidents WHERE status = 'running') < ?5 \
            ORDER BY created_at, id LIMIT 1) \
          RETURNING {INCIDENT_COLUMNS}"
     ))
@@ -43,6 +36,7 @@ pub(in crate::store) async fn claim(
     .bind(owner)
     .bind(time::to_micros(now + lease))
     .bind(i64::from(limits.max_agents_per_cluster))
+    .bind(i64::from(limits.max_concurrent_agents))
     .fetch_optional(&mut *tx)
     .await
     .map_err(StoreError::db(CTX))?;

@@ -38,10 +38,17 @@ pub(in crate::store) async fn record_faults(
             let f = &faults[g.first];
             b.push_bind(&f.cluster).push_bind(&f.fault.fault_id);
         });
+        // Two index lookups per key (open; finished), not one OR: with an OR over hundreds of
+        // keys SQLite builds a throwaway index over the whole table on every batch. CROSS JOIN
+        // fixes the keys as the outer loop.
         qb.push(
             ") SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at \
-             FROM k JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
-             WHERE i.status IN ('pending', 'running') OR i.finished_at > ",
+             FROM k CROSS JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
+             WHERE i.status IN ('pending', 'running') \
+             UNION ALL \
+             SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at \
+             FROM k CROSS JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
+             WHERE i.finished_at > ",
         )
         .push_bind(time::to_micros(oldest));
         let found = qb
