@@ -3,7 +3,6 @@
 //! A panic in one cluster's supervisor is logged with the cluster's name and that supervisor
 //! alone is started again after a backoff; the process and the other clusters go on.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
@@ -16,6 +15,7 @@ use tracing::error;
 use super::sink::{ClusterStats, FaultSink, Phase};
 use super::supervisor::{Backoff, Supervisor};
 use crate::config::{ClusterConfig, ReconnectConfig};
+use crate::supervise::panic_message;
 
 /// All clusters' supervisors, stopped together by one token.
 pub struct McpFleet {
@@ -23,13 +23,6 @@ pub struct McpFleet {
     reconnect: ReconnectConfig,
     client: reqwest::Client,
     sink: Arc<dyn FaultSink>,
-}
-
-fn panic_message(p: &(dyn Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 impl McpFleet {
