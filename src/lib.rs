@@ -8,7 +8,11 @@
 pub mod agent;
 pub mod config;
 pub mod fault;
+pub mod health;
+pub mod http;
 pub mod incident;
 pub mod ingest;
 pub mod store;
+pub mod supervise;
+pub mod telemetry;
 pub mod worker;

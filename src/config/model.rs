@@ -110,6 +110,9 @@ pub struct IngestConfig {
     /// How long the writer waits for a batch to fill before committing what it has.
     #[serde(with = "humantime_serde")]
     pub batch_linger: Duration,
+    /// On shutdown, how long the writer keeps writing buffered faults before it gives up.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for IngestConfig {
@@ -118,6 +121,7 @@ impl Default for IngestConfig {
             buffer_capacity: 100_000,
             batch_max: 500,
             batch_linger: Duration::from_millis(5),
+            drain_timeout: Duration::from_secs(5),
         }
     }
 }

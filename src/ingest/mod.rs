@@ -5,26 +5,241 @@
 //! not know about agents, and its sending side must never wait: a reader that waits stalls fault
 //! detection on the server for every client.
 //!
-//! NOTE(skeleton): signatures are the contract the MCP supervisor codes against.
-#![allow(unused_variables)]
+//! The buffer bound covers every fault received and not yet written — those in the channel and
+//! the batch the writer holds while the database is down — so `buffer_capacity` is exact: the
+//! fault that would make it `capacity + 1` is the one dropped. The writer is a single task, so
+//! faults reach the database in arrival order, per cluster and overall, across outages.
+//!
+//! Wiring (install the metrics recorder first, so the depth gauge is registered with it):
+//! ```ignore
+//! let (sender, writer) = ingest::build(&config.ingest, store.clone(), health.clone());
+//! // Give `sender` clones to the MCP supervisors, then:
+//! supervise("ingest-writer", Duration::from_secs(1), token, move |t| writer.clone().run(t)).await;
+//! ```
 
+mod drops;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::mpsc;
+
+use crate::config::IngestConfig;
 use crate::fault::ReceivedFault;
+use crate::health::Health;
 use crate::incident::ConnectionState;
+use crate::store::Store;
+use crate::telemetry::names;
+
+pub use writer::{IngestWriter, StepReport, WriterOptions};
+
+/// The channel sized by `ingest.buffer_capacity` and a writer configured by `ingest.*`.
+pub fn build(cfg: &IngestConfig, store: Store, health: Health) -> (IngestSender, IngestWriter) {
+    let (sender, receiver) = channel(cfg.buffer_capacity);
+    let writer = IngestWriter::new(receiver, store, health, WriterOptions::from_config(cfg));
+    (sender, writer)
+}
+
+/// The channel's two ends: readers offer, one [`IngestWriter`] at a time consumes.
+/// `capacity` (`ingest.buffer_capacity`) is at least 1.
+pub fn channel(capacity: usize) -> (IngestSender, IngestReceiver) {
+    let capacity = capacity.max(1);
+    let (tx, rx) = mpsc::channel(capacity);
+    let shared = Arc::new(Shared {
+        capacity,
+        depth: AtomicUsize::new(0),
+        depth_gauge: metrics::gauge!(names::INGEST_BUFFER_DEPTH),
+        states: Mutex::new(HashMap::new()),
+        drops: drops::DropLog::new(capacity),
+    });
+    let inbox = Inbox {
+        rx,
+        held: Vec::new(),
+        resumed_after_panic: 0,
+    };
+    (
+        IngestSender {
+            tx,
+            shared: shared.clone(),
+        },
+        IngestReceiver {
+            shared,
+            slot: Arc::new(Mutex::new(Some(inbox))),
+        },
+    )
+}
+
+/// State shared by the senders and the writer.
+#[derive(Debug)]
+struct Shared {
+    capacity: usize,
+    /// Faults received and not yet written or rejected: the channel plus the writer's batch.
+    depth: AtomicUsize,
+    /// Registered once so that updating it per offer is one atomic store, not a registry lookup.
+    /// (It is a no-op handle when no recorder was installed before [`channel`].)
+    depth_gauge: metrics::Gauge,
+    /// Newest unsaved connection state per cluster. A std mutex: held for a map insert or swap,
+    /// never across an await, and readers must not wait on the writer.
+    states: Mutex<HashMap<String, ConnectionState>>,
+    drops: drops::DropLog,
+}
+
+impl Shared {
+    fn depth(&self) -> usize {
+        self.depth.load(Ordering::Acquire)
+    }
+
+    /// `n` faults left the buffer (written, or rejected by the database).
+    fn release(&self, n: usize) {
+        let before = self.depth.fetch_sub(n, Ordering::AcqRel);
+        self.depth_gauge.set(before.saturating_sub(n) as f64);
+    }
+
+    fn take_states(&self) -> Vec<ConnectionState> {
+        let mut map = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *map).into_values().collect()
+    }
+
+    /// Puts back states that could not be saved, unless a newer one arrived meanwhile.
+    fn restore_states(&self, states: Vec<ConnectionState>) {
+        let mut map = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        for s in states {
+            map.entry(s.cluster.clone()).or_insert(s);
+        }
+    }
+}
 
 /// The readers' side of the channel. Cheap to clone: one per cluster supervisor.
-#[derive(Clone)]
-pub struct IngestSender {}
+#[derive(Clone, Debug)]
+pub struct IngestSender {
+    tx: mpsc::Sender<ReceivedFault>,
+    shared: Arc<Shared>,
+}
 
 impl IngestSender {
     /// Queues a fault without waiting. When the buffer is full the fault is dropped, counted in
     /// `nightcrier_events_dropped_total{cluster}` and logged (rate-limited); returns false then.
     pub fn offer(&self, fault: ReceivedFault) -> bool {
-        todo!()
+        let shared = &self.shared;
+        let before = shared.depth.fetch_add(1, Ordering::AcqRel);
+        if before >= shared.capacity {
+            shared.depth.fetch_sub(1, Ordering::AcqRel);
+            shared.drops.record(&fault.cluster, "ingest buffer full");
+            return false;
+        }
+        match self.tx.try_send(fault) {
+            Ok(()) => {
+                shared.depth_gauge.set((before + 1) as f64);
+                true
+            }
+            // Full cannot happen while `depth` bounds the channel; Closed means the writer's
+            // inbox is gone (process shutting down). Either way the fault is not kept.
+            Err(e) => {
+                shared.depth.fetch_sub(1, Ordering::AcqRel);
+                let reason = match e {
+                    mpsc::error::TrySendError::Full(_) => "ingest buffer full",
+                    mpsc::error::TrySendError::Closed(_) => "ingest writer stopped",
+                };
+                shared.drops.record(&e.into_inner().cluster, reason);
+                false
+            }
+        }
     }
 
     /// Publishes the latest connection state of a cluster; the writer persists the newest one
     /// per cluster (older unsaved ones are superseded, never queued).
     pub fn report_state(&self, state: ConnectionState) {
-        todo!()
+        let mut map = self
+            .shared
+            .states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.insert(state.cluster.clone(), state);
+    }
+
+    /// Faults received and not yet written (the buffer depth).
+    pub fn depth(&self) -> usize {
+        self.shared.depth()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    /// Faults dropped since start because the buffer was full.
+    pub fn dropped(&self) -> u64 {
+        self.shared.drops.total()
     }
 }
+
+/// The writer's side. Cheap to clone so a supervisor can build a fresh [`IngestWriter`] after a
+/// panic; the inbox itself (channel end and the batch in hand) survives the panic and is taken
+/// by one writer at a time.
+#[derive(Clone, Debug)]
+pub struct IngestReceiver {
+    shared: Arc<Shared>,
+    /// The inbox while no writer holds it. A std mutex: only ever held to move it in or out.
+    slot: Arc<Mutex<Option<Inbox>>>,
+}
+
+impl IngestReceiver {
+    /// Takes the inbox for one writer run; `None` while another writer holds it.
+    fn lease(&self) -> Option<InboxLease> {
+        let inbox = self
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        Some(InboxLease {
+            slot: self.slot.clone(),
+            inbox: Some(inbox),
+        })
+    }
+
+    pub fn depth(&self) -> usize {
+        self.shared.depth()
+    }
+}
+
+#[derive(Debug)]
+struct Inbox {
+    rx: mpsc::Receiver<ReceivedFault>,
+    /// The batch being written. It stays here, not in the writer, so that a writer that panics
+    /// mid-commit leaves it for its successor instead of losing it.
+    held: Vec<ReceivedFault>,
+    /// How many writers started with this `held` batch left by a panic; a batch that made two
+    /// writers panic is dropped rather than crash-looping ingestion.
+    resumed_after_panic: u32,
+}
+
+/// Exclusive use of the inbox; gives it back on drop, including while a panic unwinds.
+struct InboxLease {
+    slot: Arc<Mutex<Option<Inbox>>>,
+    inbox: Option<Inbox>,
+}
+
+impl std::ops::Deref for InboxLease {
+    type Target = Inbox;
+    fn deref(&self) -> &Inbox {
+        // Only `drop` empties it.
+        self.inbox.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for InboxLease {
+    fn deref_mut(&mut self) -> &mut Inbox {
+        self.inbox.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for InboxLease {
+    fn drop(&mut self) {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        *slot = self.inbox.take();
+    }
+}
+
+#[cfg(test)]
+mod tests;

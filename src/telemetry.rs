@@ -1,0 +1,305 @@
+//! Telemetry: the stdout system log (`tracing`) and the process-wide Prometheus recorder.
+//!
+//! This module owns how logs are filtered and formatted, every metric name's description and
+//! unit, and the histogram buckets. It must not serve HTTP (the `http` module renders the handle)
+//! nor decide what is worth logging (each module does).
+//!
+//! The `metrics` crate allows one global recorder per process, so installation is idempotent:
+//! the app and every test in a process share the first recorder.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Metric names, shared by the code that records them and by [`describe_metrics`].
+pub mod names {
+    pub const EVENTS_RECEIVED: &str = "nightcrier_events_received_total";
+    pub const EVENTS_MALFORMED: &str = "nightcrier_events_malformed_total";
+    pub const EVENTS_DEDUPLICATED: &str = "nightcrier_events_deduplicated_total";
+    pub const EVENTS_DROPPED: &str = "nightcrier_events_dropped_total";
+    pub const INGEST_BUFFER_DEPTH: &str = "nightcrier_ingest_buffer_depth";
+    pub const INGEST_DEGRADED: &str = "nightcrier_ingest_degraded";
+    pub const DB_WRITE_DURATION: &str = "nightcrier_db_write_duration_seconds";
+    pub const INCIDENTS_CREATED: &str = "nightcrier_incidents_created_total";
+    pub const AGENTS_RUNNING: &str = "nightcrier_agents_running";
+    pub const AGENT_RUN_DURATION: &str = "nightcrier_agent_run_duration_seconds";
+    pub const AGENT_RUNS: &str = "nightcrier_agent_runs_total";
+    pub const MCP_RECONNECTS: &str = "nightcrier_mcp_reconnects_total";
+    pub const MCP_CONNECTED: &str = "nightcrier_mcp_connected";
+    pub const TASK_RESTARTS: &str = "nightcrier_task_restarts_total";
+}
+
+/// Upper bounds of the database write histogram: a SQLite commit takes well under a millisecond,
+/// a PostgreSQL batch a few, and anything near the top means the database is struggling.
+const DB_WRITE_BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Upper bounds of the agent run histogram: a triage takes from seconds to the 1 h ceiling.
+const AGENT_RUN_BUCKETS: [f64; 11] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+];
+
+/// The stdout log's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, fields at the top level, for log shippers.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = TelemetryError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(TelemetryError::LogFormat(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("unknown log format {0:?} (expected text or json)")]
+    LogFormat(String),
+    #[error("invalid log filter {filter:?}: {source}")]
+    Filter {
+        filter: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("a log subscriber is already installed in this process")]
+    AlreadyInitialized,
+    #[error("cannot install the Prometheus recorder: {0}")]
+    Recorder(String),
+}
+
+/// Dependencies stay at `warn` so that stdout holds only nightcrier's high-signal lines.
+const DEFAULT_FILTER: &str = "warn,nightcrier=info";
+
+/// The filter directives to use: `level` (from `--log-level`) wins over `rust_log` (the
+/// `RUST_LOG` variable), which wins over the default. A bare level such as `debug` applies to
+/// nightcrier only, so that asking for detail does not also turn on every dependency's chatter;
+/// anything with a `=` or `,` is taken verbatim as `RUST_LOG`-style directives.
+pub fn filter_directives(level: Option<&str>, rust_log: Option<&str>) -> String {
+    let level = level.map(str::trim).filter(|l| !l.is_empty());
+    let rust_log = rust_log.map(str::trim).filter(|l| !l.is_empty());
+    match (level, rust_log) {
+        (Some(l), _) if l.contains('=') || l.contains(',') => l.to_string(),
+        (Some(l), _) => format!("warn,nightcrier={l}"),
+        (None, Some(env)) => env.to_string(),
+        (None, None) => DEFAULT_FILTER.to_string(),
+    }
+}
+
+/// Installs the stdout subscriber. `level` is `--log-level`; `RUST_LOG` is read when it is
+/// absent. Fails when the filter does not parse (naming it) or a subscriber is already set.
+pub fn init_tracing(format: LogFormat, level: Option<&str>) -> Result<(), TelemetryError> {
+    let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let directives = filter_directives(level, rust_log.as_deref());
+    let filter =
+        EnvFilter::builder()
+            .parse(&directives)
+            .map_err(|source| TelemetryError::Filter {
+                filter: directives.clone(),
+                source,
+            })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+    result.map_err(|_| TelemetryError::AlreadyInitialized)
+}
+
+static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+
+/// Installs the global Prometheus recorder (once per process) and returns a handle that renders
+/// the exposition text. Later calls return the same handle.
+pub fn install_metrics_recorder() -> Result<PrometheusHandle, TelemetryError> {
+    RECORDER
+        .get_or_init(|| {
+            let handle = build_recorder().and_then(|recorder| {
+                let handle = recorder.handle();
+                metrics::set_global_recorder(recorder)?;
+                Ok(handle)
+            });
+            let handle = handle.map_err(|e| e.to_string())?;
+            // Descriptions go to the global recorder, so only now that it is ours.
+            describe_metrics();
+            Ok(handle)
+        })
+        .clone()
+        .map_err(TelemetryError::Recorder)
+}
+
+fn build_recorder() -> Result<metrics_exporter_prometheus::PrometheusRecorder, BuildError> {
+    Ok(PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(names::DB_WRITE_DURATION.to_string()),
+            &DB_WRITE_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(names::AGENT_RUN_DURATION.to_string()),
+            &AGENT_RUN_BUCKETS,
+        )?
+        .build_recorder())
+}
+
+/// Registers the help text and unit of every nightcrier metric with the global recorder.
+pub fn describe_metrics() {
+    use names::*;
+    describe_counter!(
+        EVENTS_RECEIVED,
+        Unit::Count,
+        "Fault notifications received from MCP servers, per cluster."
+    );
+    describe_counter!(
+        EVENTS_MALFORMED,
+        Unit::Count,
+        "Notifications skipped because they could not be used, per cluster and reason."
+    );
+    describe_counter!(
+        EVENTS_DEDUPLICATED,
+        Unit::Count,
+        "Faults attached to an existing incident instead of opening one, per cluster."
+    );
+    describe_counter!(
+        EVENTS_DROPPED,
+        Unit::Count,
+        "Faults dropped because the ingest buffer was full, per cluster."
+    );
+    describe_gauge!(
+        INGEST_BUFFER_DEPTH,
+        Unit::Count,
+        "Faults received but not yet written to the database."
+    );
+    describe_gauge!(
+        INGEST_DEGRADED,
+        Unit::Count,
+        "1 while the ingest writer cannot write to the database, else 0."
+    );
+    describe_histogram!(
+        DB_WRITE_DURATION,
+        Unit::Seconds,
+        "Time to commit one batch of faults to the database."
+    );
+    describe_counter!(
+        INCIDENTS_CREATED,
+        Unit::Count,
+        "Incidents opened, per cluster."
+    );
+    describe_gauge!(AGENTS_RUNNING, Unit::Count, "Agent processes running now.");
+    describe_histogram!(
+        AGENT_RUN_DURATION,
+        Unit::Seconds,
+        "Duration of agent runs, per outcome."
+    );
+    describe_counter!(
+        AGENT_RUNS,
+        Unit::Count,
+        "Agent runs finished, per cluster and outcome."
+    );
+    describe_counter!(
+        MCP_RECONNECTS,
+        Unit::Count,
+        "Fresh MCP sessions started after a failure, per cluster."
+    );
+    describe_gauge!(
+        MCP_CONNECTED,
+        Unit::Count,
+        "1 while the cluster's MCP subscription is live, else 0."
+    );
+    describe_counter!(
+        TASK_RESTARTS,
+        Unit::Count,
+        "Supervised tasks restarted after a panic, per task."
+    );
+}
+
+/// Drains histogram samples into their buckets at an interval. Rendering `/metrics` does this
+/// too, but without scrapes (or with the endpoint off) the raw samples would grow unbounded.
+pub struct MetricsUpkeep {
+    handle: PrometheusHandle,
+    interval: Duration,
+}
+
+impl MetricsUpkeep {
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+
+    pub fn new(handle: PrometheusHandle, interval: Duration) -> Self {
+        Self { handle, interval }
+    }
+
+    pub fn run_once(&self) {
+        self.handle.run_upkeep();
+    }
+
+    pub async fn run(self, token: CancellationToken) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tick.tick() => self.run_once(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_flag_beats_rust_log_and_a_bare_level_only_touches_nightcrier() {
+        assert_eq!(filter_directives(None, None), "warn,nightcrier=info");
+        assert_eq!(filter_directives(None, Some("sqlx=debug")), "sqlx=debug");
+        assert_eq!(
+            filter_directives(Some("debug"), Some("sqlx=debug")),
+            "warn,nightcrier=debug"
+        );
+        assert_eq!(
+            filter_directives(Some("info,hyper=debug"), None),
+            "info,hyper=debug"
+        );
+        assert_eq!(filter_directives(Some("  "), None), "warn,nightcrier=info");
+    }
+
+    #[test]
+    fn log_format_parses_and_names_bad_values() {
+        assert_eq!("json".parse::<LogFormat>().unwrap(), LogFormat::Json);
+        let err = "yaml".parse::<LogFormat>().unwrap_err().to_string();
+        assert!(err.contains("\"yaml\""), "{err}");
+    }
+
+    #[test]
+    fn a_bad_filter_is_named() {
+        let err = init_tracing(LogFormat::Text, Some("nightcrier=loud")).unwrap_err();
+        assert!(err.to_string().contains("nightcrier=loud"), "{err}");
+    }
+}
