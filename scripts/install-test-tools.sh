@@ -9,7 +9,9 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 prefix="${NIGHTCRIER_TEST_TOOLS:-$root/target/test-tools}"
-package="${NIGHTCRIER_TEST_CLAUDE_PACKAGE:-@anthropic-ai/claude-code}"
+# Pinned to a version the claude preset's test is known to pass with (the headless flags drift
+# between releases); override to try another.
+package="${NIGHTCRIER_TEST_CLAUDE_PACKAGE:-@anthropic-ai/claude-code@2.1.197}"
 bin="$prefix/node_modules/.bin/claude"
 
 if [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1; then

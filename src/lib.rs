@@ -6,12 +6,18 @@
 #![deny(unsafe_code)]
 
 pub mod agent;
+pub mod app;
+pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod fault;
 pub mod health;
 pub mod http;
 pub mod incident;
 pub mod ingest;
+pub mod mcp;
+pub mod signals;
+pub mod simulate;
 pub mod store;
 pub mod supervise;
 pub mod telemetry;

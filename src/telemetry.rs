@@ -8,6 +8,7 @@
 //! the app and every test in a process share the first recorder.
 
 use std::fmt;
+use std::io::IsTerminal;
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -15,6 +16,9 @@ use std::time::Duration;
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
+use tracing::Subscriber;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// Metric names, shared by the code that records them and by [`describe_metrics`].
@@ -92,8 +96,11 @@ pub enum TelemetryError {
     Recorder(String),
 }
 
-/// Dependencies stay at `warn` so that stdout holds only nightcrier's high-signal lines.
-const DEFAULT_FILTER: &str = "warn,nightcrier=info";
+/// Dependencies stay at `warn` so that stdout holds only nightcrier's high-signal lines. sqlx's
+/// "slow acquire" warning is raised to `error`: during a database outage it repeats for every
+/// query, and the ingest writer already says "database degraded" once.
+const DEPENDENCIES_FILTER: &str = "warn,sqlx::pool::acquire=error";
+const DEFAULT_FILTER: &str = "warn,sqlx::pool::acquire=error,nightcrier=info";
 
 /// The filter directives to use: `level` (from `--log-level`) wins over `rust_log` (the
 /// `RUST_LOG` variable), which wins over the default. A bare level such as `debug` applies to
@@ -104,7 +111,7 @@ pub fn filter_directives(level: Option<&str>, rust_log: Option<&str>) -> String 
     let rust_log = rust_log.map(str::trim).filter(|l| !l.is_empty());
     match (level, rust_log) {
         (Some(l), _) if l.contains('=') || l.contains(',') => l.to_string(),
-        (Some(l), _) => format!("warn,nightcrier={l}"),
+        (Some(l), _) => format!("{DEPENDENCIES_FILTER},nightcrier={l}"),
         (None, Some(env)) => env.to_string(),
         (None, None) => DEFAULT_FILTER.to_string(),
     }
@@ -115,25 +122,44 @@ pub fn filter_directives(level: Option<&str>, rust_log: Option<&str>) -> String 
 pub fn init_tracing(format: LogFormat, level: Option<&str>) -> Result<(), TelemetryError> {
     let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
     let directives = filter_directives(level, rust_log.as_deref());
+    // Colours only for a person at a terminal, not in files or log collectors.
+    let ansi = std::io::stdout().is_terminal();
+    build_subscriber(format, &directives, ansi, std::io::stdout)?
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInitialized)
+}
+
+/// The subscriber [`init_tracing`] installs, writing to `writer` (tests capture it).
+pub fn build_subscriber<W>(
+    format: LogFormat,
+    directives: &str,
+    ansi: bool,
+    writer: W,
+) -> Result<Box<dyn Subscriber + Send + Sync>, TelemetryError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter =
         EnvFilter::builder()
-            .parse(&directives)
+            .parse(directives)
             .map_err(|source| TelemetryError::Filter {
-                filter: directives.clone(),
+                filter: directives.to_string(),
                 source,
             })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
-    };
-    result.map_err(|_| TelemetryError::AlreadyInitialized)
+        .with_writer(writer);
+    Ok(match format {
+        // The module path adds nothing an operator needs on a one-line event.
+        LogFormat::Text => Box::new(builder.with_ansi(ansi).with_target(false).finish()),
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .finish(),
+        ),
+    })
 }
 
 static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
@@ -277,17 +303,17 @@ mod tests {
 
     #[test]
     fn level_flag_beats_rust_log_and_a_bare_level_only_touches_nightcrier() {
-        assert_eq!(filter_directives(None, None), "warn,nightcrier=info");
+        assert_eq!(filter_directives(None, None), DEFAULT_FILTER);
         assert_eq!(filter_directives(None, Some("sqlx=debug")), "sqlx=debug");
         assert_eq!(
             filter_directives(Some("debug"), Some("sqlx=debug")),
-            "warn,nightcrier=debug"
+            "warn,sqlx::pool::acquire=error,nightcrier=debug"
         );
         assert_eq!(
             filter_directives(Some("info,hyper=debug"), None),
             "info,hyper=debug"
         );
-        assert_eq!(filter_directives(Some("  "), None), "warn,nightcrier=info");
+        assert_eq!(filter_directives(Some("  "), None), DEFAULT_FILTER);
     }
 
     #[test]
@@ -295,6 +321,73 @@ mod tests {
         assert_eq!("json".parse::<LogFormat>().unwrap(), LogFormat::Json);
         let err = "yaml".parse::<LogFormat>().unwrap_err().to_string();
         assert!(err.contains("\"yaml\""), "{err}");
+    }
+
+    /// A writer into a shared buffer, to read what the subscriber printed.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    fn emit_sample_events() {
+        tracing::info!(target: "nightcrier::ingest", cluster = "kind", incident_id = "0192", "incident 0192 created");
+        tracing::debug!(target: "nightcrier::ingest", "per-event noise");
+        tracing::info!(target: "sqlx::query", "SELECT 1");
+        tracing::warn!(target: "sqlx::pool::acquire", "slow acquire");
+        tracing::warn!(target: "hyper::proto", "dependency warning");
+    }
+
+    #[test]
+    fn by_default_only_nightcrier_info_and_dependency_warnings_are_printed() {
+        let out = Captured::default();
+        let w = out.clone();
+        let sub =
+            build_subscriber(LogFormat::Text, DEFAULT_FILTER, false, move || w.clone()).unwrap();
+        tracing::subscriber::with_default(sub, emit_sample_events);
+        let text = out.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].contains("incident 0192 created") && lines[0].contains("cluster=\"kind\"")
+        );
+        assert!(lines[1].contains("dependency warning"));
+        assert!(
+            !text.contains('\u{1b}'),
+            "no colour codes when not a terminal"
+        );
+    }
+
+    #[test]
+    fn json_lines_carry_the_fields_at_the_top_level() {
+        let out = Captured::default();
+        let w = out.clone();
+        let sub =
+            build_subscriber(LogFormat::Json, "nightcrier=info", false, move || w.clone()).unwrap();
+        tracing::subscriber::with_default(sub, emit_sample_events);
+        let text = out.text();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert_eq!(lines[0]["message"], "incident 0192 created");
+        assert_eq!(lines[0]["cluster"], "kind");
+        assert_eq!(lines[0]["incident_id"], "0192");
+        assert_eq!(lines[0]["level"], "INFO");
     }
 
     #[test]

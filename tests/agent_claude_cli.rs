@@ -5,7 +5,8 @@
 //! `succeeded` with the CLI's own write.
 //!
 //! The CLI is not vendored: `scripts/install-test-tools.sh` installs it into
-//! `target/test-tools`, or point `NIGHTCRIER_TEST_CLAUDE_BIN` at a `claude` binary.
+//! `target/test-tools` (the test runs it when the CLI is missing), or point
+//! `NIGHTCRIER_TEST_CLAUDE_BIN` at a `claude` binary.
 
 mod agent_support;
 
@@ -32,25 +33,27 @@ crash-loops since its ConfigMap was deleted.\n\n## Root Cause\nMissing ConfigMap
 ## Recommended Actions\n1. Restore the ConfigMap.\n\n## Confidence\nhigh\n";
 const FINAL_TEXT: &str = "I wrote the report to output/investigation.md.";
 
+/// The CLI from `NIGHTCRIER_TEST_CLAUDE_BIN`, or from `target/test-tools`, installing it there
+/// first when missing (so `cargo nextest run` alone suffices on a fresh machine).
 fn claude_binary() -> PathBuf {
     if let Ok(path) = std::env::var("NIGHTCRIER_TEST_CLAUDE_BIN") {
         return PathBuf::from(path);
     }
-    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/test-tools/node_modules/.bin/claude");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let default = root.join("target/test-tools/node_modules/.bin/claude");
     if default.exists() {
         return default;
     }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    panic!(
-        "the Claude Code CLI is not installed{}: run `scripts/install-test-tools.sh` (npm install \
-         of @anthropic-ai/claude-code into target/test-tools) or set NIGHTCRIER_TEST_CLAUDE_BIN",
-        if ci {
-            " (CI must install it in .ci/run)"
-        } else {
-            ""
-        }
-    );
+    let script = root.join("scripts/install-test-tools.sh");
+    let status = std::process::Command::new("bash").arg(&script).status();
+    match status {
+        Ok(s) if s.success() && default.exists() => default,
+        other => panic!(
+            "the Claude Code CLI is not installed and {} failed ({other:?}): it needs npm and the \
+             npm registry; or set NIGHTCRIER_TEST_CLAUDE_BIN to a `claude` binary",
+            script.display()
+        ),
+    }
 }
 
 #[derive(Debug, Clone)]

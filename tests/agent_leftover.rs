@@ -14,6 +14,7 @@ use nightcrier::agent::{
     kill_leftover_group, live_group_members, live_processes_with_marker, marker_value, AgentRunner,
     MARKER_VAR,
 };
+use nightcrier::incident::AgentRun;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -90,15 +91,72 @@ async fn after_a_crash_the_leader_dies_and_restart_kills_the_rest_of_the_group()
     assert!(!kill_leftover_group(pgid, incident_id, 2).unwrap());
     assert!(alive(grandchild));
 
-    // Restart recovery.
-    assert!(kill_leftover_group(pgid, incident_id, 3).unwrap());
-    wait_for("the leftover group to die", Duration::from_secs(5), || {
-        live_processes_with_marker(incident_id, 3).is_empty()
-    })
-    .await;
+    // Restart recovery, as the worker does it; here the crash came before the pid was recorded,
+    // so the group is found by its marker.
+    let runner = AgentRunner::new(&config(root.path(), script_agent("stubborn.sh")));
+    let mut leftover_incident = incident("prod");
+    leftover_incident.id = incident_id;
+    runner
+        .kill_leftover(&leftover_incident, &agent_run(incident_id, 3, None))
+        .await;
+    assert!(live_processes_with_marker(incident_id, 3).is_empty());
     assert!(!alive(grandchild));
     // Nothing left to kill the second time.
     assert!(!kill_leftover_group(pgid, incident_id, 3).unwrap());
+}
+
+fn agent_run(incident_id: Uuid, attempt: i32, pid: Option<i32>) -> AgentRun {
+    AgentRun {
+        incident_id,
+        attempt,
+        worker: "host-1/boot-0".into(),
+        started_at: chrono::Utc::now(),
+        finished_at: None,
+        pid,
+        exit_code: None,
+        outcome: None,
+        reason: None,
+        log_path: None,
+    }
+}
+
+#[tokio::test]
+async fn kill_leftover_kills_the_recorded_group_and_spares_a_reused_pid() {
+    let root = tempfile::tempdir().unwrap();
+    let runner = AgentRunner::new(&config(root.path(), script_agent("slow.sh")));
+    let ours = incident("prod");
+    let mut leftover = Command::new("/bin/sh")
+        .args(["-c", "trap '' TERM; sleep 300 & wait"])
+        .env(MARKER_VAR, marker_value(ours.id, 2))
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut bystander = Command::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let (leftover_pid, bystander_pid) = (leftover.id() as i32, bystander.id() as i32);
+
+    runner
+        .kill_leftover(&ours, &agent_run(ours.id, 2, Some(leftover_pid)))
+        .await;
+    let other = incident("prod");
+    runner
+        .kill_leftover(&other, &agent_run(other.id, 1, Some(bystander_pid)))
+        .await;
+
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&leftover.wait().unwrap()),
+        Some(9)
+    );
+    assert!(
+        live_processes_with_marker(ours.id, 2).is_empty(),
+        "its child too"
+    );
+    assert_eq!(bystander.try_wait().unwrap(), None, "the bystander lives");
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
 }
 
 #[tokio::test]

@@ -32,13 +32,10 @@ fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// Nothing that carried this run's marker is alive, and its group is empty.
-fn assert_nothing_left(report: &RunReport, incident: &Incident, attempt: i32) {
+/// Nothing that carried this run's marker is alive.
+fn assert_nothing_left(incident: &Incident, attempt: i32) {
     let left = live_processes_with_marker(incident.id, attempt);
     assert!(left.is_empty(), "agent processes left: {left:?}");
-    if let Some(pid) = report.pid {
-        assert_eq!(live_group_members(pid as i32), Vec::<i32>::new());
-    }
 }
 
 #[tokio::test]
@@ -77,7 +74,8 @@ async fn a_report_after_exit_zero_succeeds() {
     assert_eq!(report.outcome.reason, None);
     assert_eq!(report.outcome.exit_code, Some(0));
     assert!(!report.interrupted);
-    assert_eq!(report.pid, Some(started.load(Ordering::SeqCst)));
+    let pid = started.load(Ordering::SeqCst);
+    assert_eq!(report.pid, Some(pid), "on_started got the pid");
     let ws = root.path().join(incident.id.to_string());
     assert_eq!(report.workspace, ws);
     assert_eq!(report.report_path, ws.join("output/investigation.md"));
@@ -159,7 +157,8 @@ async fn a_report_after_exit_zero_succeeds() {
     let l3 = log.find("agent stdout line 3").unwrap();
     assert!(l1 < l2 && l2 < l3, "{log}");
     assert!(!log.contains("sk-test-123"));
-    assert_nothing_left(&report, &incident, 1);
+    assert_nothing_left(&incident, 1);
+    assert_eq!(live_group_members(pid as i32), Vec::<i32>::new());
 }
 
 /// Points this test process's fds 1 and 2 at a file until dropped.
@@ -307,7 +306,7 @@ async fn timeout_kills_a_group_that_ignores_sigterm() {
     for (role, pid) in pids {
         assert!(!alive(pid), "{role} {pid} survived the timeout");
     }
-    assert_nothing_left(&report, &incident, 1);
+    assert_nothing_left(&incident, 1);
 }
 
 #[tokio::test]
@@ -324,7 +323,7 @@ async fn a_grandchild_left_behind_by_a_finished_agent_is_killed() {
     let pids = recorded_pids(&report.workspace);
     assert_eq!(pids.len(), 1, "{pids:?}");
     assert!(!alive(pids[0].1));
-    assert_nothing_left(&report, &incident, 1);
+    assert_nothing_left(&incident, 1);
 }
 
 #[tokio::test]
@@ -351,7 +350,7 @@ async fn cancellation_mid_run_terminates_the_group_and_says_interrupted() {
     assert!(report.interrupted);
     assert_eq!(report.outcome.status, IncidentStatus::Failed);
     assert_eq!(report.outcome.reason.as_deref(), Some(REASON_INTERRUPTED));
-    assert_nothing_left(&report, &incident, 1);
+    assert_nothing_left(&incident, 1);
 }
 
 #[tokio::test]
@@ -389,13 +388,21 @@ async fn an_agent_that_cannot_start_fails_with_a_clear_reason() {
     agent.command = vec!["/nonexistent/agent-cli".into()];
     let config = config(root.path(), agent);
     let incident = incident("prod");
-    let report = run(&config, &incident, 1).await;
+    let runner = AgentRunner::new(&config);
+    let started = AtomicU32::new(0);
+    let report = runner
+        .run(&incident, &[], 1, CancellationToken::new(), &|pid| {
+            started.store(pid, Ordering::SeqCst)
+        })
+        .await;
     assert_eq!(report.outcome.status, IncidentStatus::Failed);
+    assert!(!report.interrupted);
     let reason = report.outcome.reason.unwrap();
     assert!(
         reason.contains("failed to start agent `/nonexistent/agent-cli`"),
         "{reason}"
     );
+    assert_eq!(started.load(Ordering::SeqCst), 0, "no pid: nothing started");
     assert_eq!(report.pid, None);
 }
 

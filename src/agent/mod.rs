@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentConfig, ClusterConfig, Config};
-use crate::incident::{FaultOccurrence, Incident, IncidentStatus, RunOutcome};
+use crate::incident::{AgentRun, FaultOccurrence, Incident, IncidentStatus, RunOutcome};
 
 pub use container::{container_name, runtime_binary};
 pub use error::AgentError;
@@ -48,6 +48,9 @@ pub use procfs::{
 };
 pub use prompt::REPORT_SECTIONS;
 pub use workspace::{Workspace, MAX_OCCURRENCES_IN_FILE};
+
+/// How long [`AgentRunner::kill_leftover`] waits for a killed group to disappear.
+const LEFTOVER_EXIT_BOUND: Duration = Duration::from_secs(5);
 
 /// Everything one run needs besides the incident; built once from the configuration. Cheap to
 /// clone: clones share the preflight results.
@@ -72,8 +75,8 @@ struct ClusterEntry {
 /// What one run produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunReport {
-    /// succeeded / failed / timed_out with a reason (`exit code 2`, `report missing`,
-    /// `report too small (12 bytes)`, `timed out after 15m`, `interrupted`).
+    /// succeeded / failed / timed_out with a reason (`exit code 2`, `killed by signal 9`,
+    /// `report missing`, `report too small (12 bytes)`, `timed out after 15m`, `interrupted`).
     pub outcome: RunOutcome,
     pub workspace: PathBuf,
     pub log_path: PathBuf,
@@ -138,14 +141,20 @@ impl AgentRunner {
     /// time) and keeps the results for the workspaces of later runs.
     pub async fn preflight_all(&self, timeout: Duration) -> Vec<ClusterPermissions> {
         use futures::StreamExt;
-        let clusters: Vec<&ClusterConfig> = self
+        // Owned values: a stream of futures borrowing `self` is not provably `Send`, and the app
+        // runs the preflight in a spawned task.
+        let clusters: Vec<ClusterConfig> = self
             .clusters
             .values()
-            .map(|c| &c.config)
+            .map(|c| c.config.clone())
             .filter(|c| c.triage.enabled)
             .collect();
+        let kubectl = self.kubectl.clone();
         let results: Vec<ClusterPermissions> = futures::stream::iter(clusters)
-            .map(|c| preflight_with(&self.kubectl, c, timeout))
+            .map(|c| {
+                let kubectl = kubectl.clone();
+                async move { preflight_with(&kubectl, &c, timeout).await }
+            })
             .buffer_unordered(2)
             .collect()
             .await;
@@ -165,12 +174,43 @@ impl AgentRunner {
         map.get(cluster).cloned()
     }
 
+    /// At restart, before a previous boot's running incident is re-queued: kills what is left
+    /// of that attempt's agent. `run.pid`'s group is killed only if a member carries the
+    /// attempt's marker (the pid may have been reused since); groups carrying the marker are
+    /// also looked for by scanning `/proc`, for a crash that came before the pid was recorded.
+    /// Waits (bounded) until they are gone. Failures are logged: recovery goes on regardless.
+    pub async fn kill_leftover(&self, incident: &Incident, run: &AgentRun) {
+        let mut groups: Vec<i32> = run.pid.into_iter().collect();
+        groups.extend(
+            find_agent_groups()
+                .into_iter()
+                .filter(|g| g.incident_id == incident.id && g.attempt == run.attempt)
+                .map(|g| g.pgid),
+        );
+        groups.sort_unstable();
+        groups.dedup();
+        for pgid in groups {
+            match kill_leftover_group(pgid, incident.id, run.attempt) {
+                Ok(true) => {
+                    let left = wait_group_gone(pgid, LEFTOVER_EXIT_BOUND).await;
+                    if !left.is_empty() {
+                        tracing::warn!(incident_id = %incident.id, pgid, ?left, "leftover agent processes still alive after SIGKILL");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(incident_id = %incident.id, pgid, error = %e, "cannot kill a leftover agent group")
+                }
+            }
+        }
+    }
+
     /// Prepares `<workspace_root>/<incident-id>/`, starts the agent in its own process group and
     /// waits for it, bounded by the agent timeout. `on_started(pid)` is called once the process
     /// exists (the worker records the pid for crash recovery). When `cancel` fires the process
     /// group is terminated (SIGTERM, then SIGKILL after `kill_grace`) and the report says
-    /// `interrupted`. Never leaves a process of the agent's group behind, even when this future
-    /// is dropped.
+    /// `interrupted` ([`RunReport::interrupted`]). Never leaves a process of the agent's group
+    /// behind, even when this future is dropped.
     pub async fn run(
         &self,
         incident: &Incident,
@@ -209,7 +249,6 @@ impl AgentRunner {
             tracing::debug!(incident_id = %incident.id, pid, program = %invocation.program, "agent started");
             on_started(pid);
         }
-        let _running = RunningGauge::start();
         let limits = process::Limits {
             timeout: agent.timeout,
             kill_grace: agent.kill_grace,
@@ -325,6 +364,7 @@ fn failed(reason: String) -> RunOutcome {
     }
 }
 
+/// Metrics (`nightcrier_agent_run*`) are the worker's: it knows what it records for a run.
 fn finish(
     mut report: RunReport,
     outcome: RunOutcome,
@@ -332,39 +372,14 @@ fn finish(
     incident: &Incident,
 ) -> RunReport {
     report.duration = started.elapsed();
-    let label = if report.interrupted {
-        REASON_INTERRUPTED
-    } else {
-        outcome.status.as_str()
-    };
-    metrics::histogram!("nightcrier_agent_run_duration_seconds", "outcome" => label)
-        .record(report.duration.as_secs_f64());
-    metrics::counter!("nightcrier_agent_runs_total", "cluster" => incident.cluster.clone(), "outcome" => label)
-        .increment(1);
+    report.outcome = outcome;
     tracing::debug!(
         incident_id = %incident.id,
         cluster = %incident.cluster,
-        outcome = label,
-        reason = outcome.reason.as_deref().unwrap_or(""),
+        status = %report.outcome.status,
+        reason = report.outcome.reason.as_deref().unwrap_or(""),
         duration_ms = report.duration.as_millis() as u64,
         "agent run finished"
     );
-    report.outcome = outcome;
     report
-}
-
-/// `nightcrier_agents_running`, decremented however the run ends (its future may be dropped).
-struct RunningGauge;
-
-impl RunningGauge {
-    fn start() -> Self {
-        metrics::gauge!("nightcrier_agents_running").increment(1.0);
-        Self
-    }
-}
-
-impl Drop for RunningGauge {
-    fn drop(&mut self) {
-        metrics::gauge!("nightcrier_agents_running").decrement(1.0);
-    }
 }

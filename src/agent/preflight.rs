@@ -8,7 +8,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 use tokio::time::Instant;
@@ -96,11 +95,18 @@ pub async fn preflight_with(
 ) -> ClusterPermissions {
     let kubeconfig = cluster.triage.kubeconfig.as_deref();
     let deadline = Instant::now() + timeout;
-    let outcomes: Vec<(PermissionCheck, bool)> = futures::stream::iter(REQUIRED_READS)
-        .map(|&(verb, resource)| check(kubectl, kubeconfig, verb, resource, deadline, timeout))
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
+    // A plain loop, not a stream combinator over a closure: closures taking `&str` tuples make
+    // the future not provably `Send` for any lifetime, and the app spawns the preflight.
+    let mut outcomes: Vec<(PermissionCheck, bool)> = Vec::with_capacity(REQUIRED_READS.len());
+    for chunk in REQUIRED_READS.chunks(CONCURRENCY) {
+        let mut pending = Vec::with_capacity(chunk.len());
+        for &(verb, resource) in chunk {
+            pending.push(check(
+                kubectl, kubeconfig, verb, resource, deadline, timeout,
+            ));
+        }
+        outcomes.extend(futures::future::join_all(pending).await);
+    }
     let kubectl_found = outcomes.iter().all(|(_, found)| *found);
     let perms = ClusterPermissions {
         cluster: cluster.name.clone(),

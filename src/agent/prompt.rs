@@ -19,8 +19,8 @@ pub const REPORT_SECTIONS: [&str; 5] = [
     "Confidence",
 ];
 
-/// Renders the prompt for one incident. `system_prompt` is appended as extra instructions for
-/// agents that have no separate system-prompt option.
+/// Renders the prompt for one incident. `appended_instructions` (the system prompt file) is added
+/// as a last section, for agents that have no separate system-prompt option.
 pub fn render(
     incident: &Incident,
     occurrences: &[FaultOccurrence],

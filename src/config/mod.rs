@@ -3,15 +3,21 @@
 //! This module owns the configuration's shape, its defaults and every rule about valid values.
 //! It must not touch the network or the database.
 
+mod load;
 mod model;
 mod secret;
+mod validate;
 
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use load::{
+    from_str_with_env, load, ConfigError, LoadedConfig, DEFAULT_PATHS, ENV_PREFIX, ENV_SEPARATOR,
+};
 pub use model::*;
 pub use secret::{Secret, REDACTED};
+pub use validate::{is_valid_cluster_name, Problem};
 
 /// A database URL whose password never prints.
 #[derive(Clone, PartialEq, Eq)]
@@ -82,3 +88,14 @@ mod tests {
         );
     }
 }
+
+impl Config {
+    /// The effective configuration as YAML with every secret redacted (`config check`).
+    pub fn to_redacted_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self)
+            .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod load_tests;

@@ -7,8 +7,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use uuid::Uuid;
+
 use super::{time, Result, StoreError};
 use crate::fault::ReceivedFault;
+use crate::incident::IncidentStatus;
 
 /// The faults of one (cluster, faultId) in a batch.
 #[derive(Debug)]
@@ -25,6 +28,44 @@ impl Group {
     pub fn count(&self) -> i64 {
         i64::try_from(self.members.len()).unwrap_or(i64::MAX)
     }
+}
+
+/// An incident of a group's fault that the group may attach to.
+#[derive(Debug)]
+pub(crate) struct Existing<I> {
+    pub id: I,
+    pub status: IncidentStatus,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The incident a group attaches to: the open one, else the one that finished last, if that was
+/// after `since` (the group's first sighting minus the cooldown).
+pub(crate) fn pick<I>(existing: &[Existing<I>], since: DateTime<Utc>) -> Option<&Existing<I>> {
+    existing.iter().find(|e| e.status.is_open()).or_else(|| {
+        existing
+            .iter()
+            .filter(|e| e.finished_at.is_some_and(|f| f > since))
+            .max_by_key(|e| e.finished_at)
+    })
+}
+
+/// Oldest finish time that can still absorb a group's faults.
+pub(crate) fn since(g: &Group, cooldown: chrono::Duration) -> DateTime<Utc> {
+    g.first_seen
+        .checked_sub_signed(cooldown)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// One fresh id per group, generated in arrival order (v7 ids sort by creation), so incidents
+/// opened by one batch are claimed in the order their faults arrived.
+pub(crate) fn new_ids(groups: &[Group]) -> Vec<Uuid> {
+    let mut by_arrival: Vec<usize> = (0..groups.len()).collect();
+    by_arrival.sort_by_key(|&g| groups[g].first);
+    let mut ids = vec![Uuid::nil(); groups.len()];
+    for g in by_arrival {
+        ids[g] = Uuid::now_v7();
+    }
+    ids
 }
 
 /// Validates every fault, then groups them by (cluster, faultId). Groups are sorted by that key
@@ -84,5 +125,77 @@ fn validate(f: &ReceivedFault) -> Result<(), String> {
     match fields.iter().find(|(_, v)| v.contains('\0')) {
         Some((name, _)) => Err(format!("{name} contains a NUL character")),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::fault::{Fault, ResourceRef};
+
+    fn rf(cluster: &str, fault_id: &str, secs: i64) -> ReceivedFault {
+        let fault = Fault {
+            subscription_id: "s".into(),
+            cluster: cluster.into(),
+            fault_id: fault_id.into(),
+            fault_type: "CrashLoop".into(),
+            severity: "critical".into(),
+            resource: ResourceRef {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                name: "p".into(),
+                namespace: None,
+                uid: "u".into(),
+            },
+            context: String::new(),
+            timestamp: String::new(),
+        };
+        ReceivedFault {
+            cluster: cluster.into(),
+            fault,
+            received_at: Utc.timestamp_opt(secs, 0).unwrap(),
+            raw: serde_json::Value::Null,
+            triage_enabled: true,
+        }
+    }
+
+    #[test]
+    fn groups_by_fault_sorted_by_key_with_members_in_input_order() {
+        let faults = [
+            rf("b", "2", 30),
+            rf("a", "1", 20),
+            rf("b", "2", 10),
+            rf("a", "2", 40),
+        ];
+        let groups = group(&faults).unwrap();
+        let keys: Vec<_> = groups
+            .iter()
+            .map(|g| (faults[g.first].cluster.as_str(), g.members.clone()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![("a", vec![1]), ("a", vec![3]), ("b", vec![0, 2])]
+        );
+        let b = &groups[2];
+        assert_eq!(b.count(), 2);
+        assert_eq!(b.first_seen.timestamp(), 10, "earliest, not first in input");
+        assert_eq!(b.last_seen.timestamp(), 30);
+    }
+
+    #[test]
+    fn the_first_bad_fault_is_named_by_index_and_field() {
+        let mut bad = rf("a", "1", 0);
+        bad.fault.resource.name = "x\0".into();
+        let err = group(&[rf("a", "1", 0), rf("a", "", 0), bad]).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::InvalidFault { index: 1, reason } if reason == "faultId is empty"),
+            "{err:?}"
+        );
+        let mut bad = rf("a", "1", 0);
+        bad.fault.resource.name = "x\0".into();
+        let err = group(&[bad]).unwrap_err();
+        assert!(err.to_string().contains("resource.name"), "{err}");
     }
 }

@@ -211,10 +211,15 @@ impl<R: IncidentRunner> WorkerPool<R> {
         match end {
             RunEnd::Finished { outcome, recorded } => {
                 let reason = outcome.reason.as_deref().unwrap_or("");
+                let shown = if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({reason})")
+                };
                 info!(
                     incident_id = %id, cluster = %info.cluster, attempt = info.attempt,
                     outcome = %outcome.status, reason, recorded,
-                    "incident {id} finished: {} ({reason}) in {took}", outcome.status
+                    "incident {id} finished: {}{shown} in {took}", outcome.status
                 );
             }
             RunEnd::Interrupted { recorded } => info!(

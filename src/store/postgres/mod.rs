@@ -4,6 +4,7 @@
 
 mod listener;
 mod queue;
+mod record;
 mod rows;
 
 use std::future::Future;
@@ -16,16 +17,13 @@ use uuid::Uuid;
 
 pub(super) use listener::spawn_listener;
 pub(super) use queue::*;
+pub(super) use record::record_faults;
 
-use super::batch::Group;
-use super::{time, ListFilter, Recorded, Result, StatusCount, StoreError, StoreOptions};
+use super::{time, ListFilter, Result, StatusCount, StoreError, StoreOptions};
 use crate::config::DatabaseUrl;
-use crate::fault::ReceivedFault;
-use crate::incident::{AgentRun, ConnectionState, FaultOccurrence, Incident, IncidentStatus};
+use crate::incident::{AgentRun, ConnectionState, FaultOccurrence, Incident};
 use rows::{INCIDENT_COLUMNS, RUN_COLUMNS};
 
-/// Occurrence rows per INSERT statement (13 parameters each, under the 65535 limit).
-const OCCURRENCE_CHUNK: usize = 500;
 /// Attempts of a transaction that failed on a deadlock or serialization conflict.
 const TX_ATTEMPTS: usize = 5;
 
@@ -79,162 +77,6 @@ pub(super) async fn ping(pool: &PgPool) -> Result<()> {
         .await
         .map_err(StoreError::db("pinging the database"))?;
     Ok(())
-}
-
-pub(super) async fn record_faults(
-    pool: &PgPool,
-    faults: &[ReceivedFault],
-    groups: &[Group],
-    cooldown: chrono::Duration,
-) -> Result<Vec<Recorded>> {
-    with_retry(|| record_once(pool, faults, groups, cooldown)).await
-}
-
-async fn record_once(
-    pool: &PgPool,
-    faults: &[ReceivedFault],
-    groups: &[Group],
-    cooldown: chrono::Duration,
-) -> Result<Vec<Recorded>> {
-    const CTX: &str = "recording faults";
-    // Ids in arrival order, so that incidents opened by one batch are claimed in that order.
-    let mut by_arrival: Vec<usize> = (0..groups.len()).collect();
-    by_arrival.sort_by_key(|&g| groups[g].first);
-    let mut new_ids = vec![Uuid::nil(); groups.len()];
-    for g in by_arrival {
-        new_ids[g] = Uuid::now_v7();
-    }
-
-    let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
-    let now = time::now();
-    let mut results: Vec<Option<Recorded>> = vec![None; faults.len()];
-    let mut incident_of = vec![Uuid::nil(); faults.len()];
-    let mut any_pending = false;
-    for (g, new_id) in groups.iter().zip(new_ids) {
-        let f = &faults[g.first];
-        let since = g
-            .first_seen
-            .checked_sub_signed(cooldown)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let existing = sqlx::query(
-            "SELECT id FROM incidents \
-             WHERE cluster = $1 AND fault_id = $2 \
-               AND (status IN ('pending', 'running') OR finished_at > $3) \
-             ORDER BY status IN ('pending', 'running') DESC, finished_at DESC NULLS LAST LIMIT 1",
-        )
-        .bind(&f.cluster)
-        .bind(&f.fault.fault_id)
-        .bind(since)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(StoreError::db(CTX))?;
-        let row = match existing {
-            Some(row) => {
-                let id: Uuid = row.get("id");
-                sqlx::query(
-                    "UPDATE incidents SET occurrences = occurrences + $1, \
-                     last_seen = GREATEST(last_seen, $2) WHERE id = $3 RETURNING id, status",
-                )
-                .bind(g.count())
-                .bind(g.last_seen)
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(StoreError::db(CTX))?
-            }
-            None => {
-                let status = if f.triage_enabled {
-                    IncidentStatus::Pending
-                } else {
-                    IncidentStatus::Skipped
-                };
-                let finished = (status == IncidentStatus::Skipped).then_some(now);
-                let r = &f.fault.resource;
-                // Another process may have opened the incident since the lookup: attach to it.
-                sqlx::query(
-                    "INSERT INTO incidents (id, cluster, fault_id, fault_type, severity, namespace, \
-                     resource_kind, resource_name, resource_uid, context, status, occurrences, \
-                     first_seen, last_seen, created_at, finished_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-                     ON CONFLICT (cluster, fault_id) WHERE status IN ('pending', 'running') \
-                     DO UPDATE SET occurrences = incidents.occurrences + EXCLUDED.occurrences, \
-                       last_seen = GREATEST(incidents.last_seen, EXCLUDED.last_seen) \
-                     RETURNING id, status",
-                )
-                .bind(new_id)
-                .bind(&f.cluster)
-                .bind(&f.fault.fault_id)
-                .bind(&f.fault.fault_type)
-                .bind(&f.fault.severity)
-                .bind(&r.namespace)
-                .bind(&r.kind)
-                .bind(&r.name)
-                .bind(&r.uid)
-                .bind(&f.fault.context)
-                .bind(status.as_str())
-                .bind(g.count())
-                .bind(g.first_seen)
-                .bind(g.last_seen)
-                .bind(now)
-                .bind(finished)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(StoreError::db(CTX))?
-            }
-        };
-        let incident_id: Uuid = row.get("id");
-        let status = rows::status(row.get("status"))?;
-        let created = incident_id == new_id;
-        any_pending |= created && status == IncidentStatus::Pending;
-        for &m in &g.members {
-            results[m] = Some(Recorded {
-                incident_id,
-                created: created && m == g.first,
-                status,
-            });
-            incident_of[m] = incident_id;
-        }
-    }
-
-    let raws: Vec<String> = faults.iter().map(|f| f.raw.to_string()).collect();
-    let indices: Vec<usize> = (0..faults.len()).collect();
-    for chunk in indices.chunks(OCCURRENCE_CHUNK) {
-        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
-            "INSERT INTO fault_occurrences (incident_id, cluster, fault_id, fault_type, severity, \
-             namespace, resource_kind, resource_name, resource_uid, context, server_timestamp, \
-             received_at, raw) ",
-        );
-        qb.push_values(chunk, |mut b, &i| {
-            let f = &faults[i];
-            let r = &f.fault.resource;
-            b.push_bind(incident_of[i])
-                .push_bind(&f.cluster)
-                .push_bind(&f.fault.fault_id)
-                .push_bind(&f.fault.fault_type)
-                .push_bind(&f.fault.severity)
-                .push_bind(&r.namespace)
-                .push_bind(&r.kind)
-                .push_bind(&r.name)
-                .push_bind(&r.uid)
-                .push_bind(&f.fault.context)
-                .push_bind(&f.fault.timestamp)
-                .push_bind(time::truncate(f.received_at))
-                .push_bind(&raws[i])
-                .push_unseparated("::json");
-        });
-        qb.build()
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db(CTX))?;
-    }
-    if any_pending {
-        notify_pending(&mut tx, CTX).await?;
-    }
-    tx.commit().await.map_err(StoreError::db(CTX))?;
-    results
-        .into_iter()
-        .map(|r| r.ok_or_else(|| StoreError::decode(CTX, "a fault was left unrecorded".into())))
-        .collect()
 }
 
 pub(super) async fn list(pool: &PgPool, filter: &ListFilter, limit: i64) -> Result<Vec<Incident>> {

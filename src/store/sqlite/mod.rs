@@ -1,6 +1,7 @@
 //! The SQLite backend: one file in WAL mode; writers serialise on `BEGIN IMMEDIATE`.
 
 mod queue;
+mod record;
 mod rows;
 
 use std::str::FromStr;
@@ -11,16 +12,12 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 pub(super) use queue::*;
+pub(super) use record::record_faults;
 
-use super::batch::Group;
-use super::{time, ListFilter, Recorded, Result, StatusCount, StoreError, StoreOptions};
+use super::{time, ListFilter, Result, StatusCount, StoreError, StoreOptions};
 use crate::config::DatabaseUrl;
-use crate::fault::ReceivedFault;
-use crate::incident::{AgentRun, ConnectionState, FaultOccurrence, Incident, IncidentStatus};
+use crate::incident::{AgentRun, ConnectionState, FaultOccurrence, Incident};
 use rows::{INCIDENT_COLUMNS, RUN_COLUMNS};
-
-/// Occurrence rows per INSERT statement (14 parameters each, well under SQLite's limit).
-const OCCURRENCE_CHUNK: usize = 500;
 
 pub(super) async fn connect(url: &DatabaseUrl, opts: &StoreOptions) -> Result<SqlitePool> {
     let options = SqliteConnectOptions::from_str(url.expose())
@@ -61,144 +58,6 @@ pub(super) async fn ping(pool: &SqlitePool) -> Result<()> {
         .await
         .map_err(StoreError::db("pinging the database"))?;
     Ok(())
-}
-
-pub(super) async fn record_faults(
-    pool: &SqlitePool,
-    faults: &[ReceivedFault],
-    groups: &[Group],
-    cooldown: chrono::Duration,
-) -> Result<Vec<Recorded>> {
-    const CTX: &str = "recording faults";
-    // Ids in arrival order, so that incidents opened by one batch are claimed in that order.
-    let mut by_arrival: Vec<usize> = (0..groups.len()).collect();
-    by_arrival.sort_by_key(|&g| groups[g].first);
-    let mut new_ids = vec![Uuid::nil(); groups.len()];
-    for g in by_arrival {
-        new_ids[g] = Uuid::now_v7();
-    }
-
-    let mut tx = begin(pool, CTX).await?;
-    let now = time::now();
-    let mut results: Vec<Option<Recorded>> = vec![None; faults.len()];
-    let mut incident_of = vec![String::new(); faults.len()];
-    for (g, new_id) in groups.iter().zip(new_ids) {
-        let f = &faults[g.first];
-        let since = g
-            .first_seen
-            .checked_sub_signed(cooldown)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let existing = sqlx::query(
-            "SELECT id, status FROM incidents \
-             WHERE cluster = ? AND fault_id = ? \
-               AND (status IN ('pending', 'running') OR finished_at > ?) \
-             ORDER BY status IN ('pending', 'running') DESC, finished_at DESC LIMIT 1",
-        )
-        .bind(&f.cluster)
-        .bind(&f.fault.fault_id)
-        .bind(time::to_micros(since))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(StoreError::db(CTX))?;
-        let (id, status, created) = match existing {
-            Some(row) => {
-                let id: String = row.get("id");
-                let status = rows::status(row.get("status"))?;
-                sqlx::query(
-                    "UPDATE incidents SET occurrences = occurrences + ?, \
-                     last_seen = max(last_seen, ?) WHERE id = ?",
-                )
-                .bind(g.count())
-                .bind(time::to_micros(g.last_seen))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db(CTX))?;
-                (id, status, false)
-            }
-            None => {
-                let status = if f.triage_enabled {
-                    IncidentStatus::Pending
-                } else {
-                    IncidentStatus::Skipped
-                };
-                let finished = (status == IncidentStatus::Skipped).then(|| time::to_micros(now));
-                let r = &f.fault.resource;
-                sqlx::query(
-                    "INSERT INTO incidents (id, cluster, fault_id, fault_type, severity, namespace, \
-                     resource_kind, resource_name, resource_uid, context, status, occurrences, \
-                     first_seen, last_seen, created_at, finished_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(new_id.to_string())
-                .bind(&f.cluster)
-                .bind(&f.fault.fault_id)
-                .bind(&f.fault.fault_type)
-                .bind(&f.fault.severity)
-                .bind(&r.namespace)
-                .bind(&r.kind)
-                .bind(&r.name)
-                .bind(&r.uid)
-                .bind(&f.fault.context)
-                .bind(status.as_str())
-                .bind(g.count())
-                .bind(time::to_micros(g.first_seen))
-                .bind(time::to_micros(g.last_seen))
-                .bind(time::to_micros(now))
-                .bind(finished)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db(CTX))?;
-                (new_id.to_string(), status, true)
-            }
-        };
-        let incident_id = Uuid::try_parse(&id)
-            .map_err(|e| StoreError::decode(CTX, format!("incident id {id:?}: {e}")))?;
-        for &m in &g.members {
-            results[m] = Some(Recorded {
-                incident_id,
-                created: created && m == g.first,
-                status,
-            });
-            incident_of[m] = id.clone();
-        }
-    }
-
-    let raws: Vec<String> = faults.iter().map(|f| f.raw.to_string()).collect();
-    let indices: Vec<usize> = (0..faults.len()).collect();
-    for chunk in indices.chunks(OCCURRENCE_CHUNK) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO fault_occurrences (incident_id, cluster, fault_id, fault_type, severity, \
-             namespace, resource_kind, resource_name, resource_uid, context, server_timestamp, \
-             received_at, raw) ",
-        );
-        qb.push_values(chunk, |mut b, &i| {
-            let f = &faults[i];
-            let r = &f.fault.resource;
-            b.push_bind(&incident_of[i])
-                .push_bind(&f.cluster)
-                .push_bind(&f.fault.fault_id)
-                .push_bind(&f.fault.fault_type)
-                .push_bind(&f.fault.severity)
-                .push_bind(&r.namespace)
-                .push_bind(&r.kind)
-                .push_bind(&r.name)
-                .push_bind(&r.uid)
-                .push_bind(&f.fault.context)
-                .push_bind(&f.fault.timestamp)
-                .push_bind(time::to_micros(time::truncate(f.received_at)))
-                .push_bind(&raws[i]);
-        });
-        qb.build()
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db(CTX))?;
-    }
-    tx.commit().await.map_err(StoreError::db(CTX))?;
-    results
-        .into_iter()
-        .map(|r| r.ok_or_else(|| StoreError::decode(CTX, "a fault was left unrecorded".into())))
-        .collect()
 }
 
 pub(super) async fn list(

@@ -1,0 +1,249 @@
+//! The application: producer, consumer and HTTP endpoint wired together from one configuration,
+//! stopped by one pair of tokens.
+//!
+//! This module owns the wiring and the order of shutdown (producers first, then the writer's
+//! drain, then the worker pool's two-phase stop, the HTTP endpoint last). It must not contain the
+//! behaviour of any part: each part is a struct from its own module with a `run`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{AgentRunner, DEFAULT_PREFLIGHT_TIMEOUT};
+use crate::config::Config;
+use crate::health::Health;
+use crate::http::{HttpServer, HttpState};
+use crate::ingest::{self, IngestWriter, WriterOptions};
+use crate::mcp::{self, McpFleet};
+use crate::store::{Store, StoreError, StoreOptions};
+use crate::supervise::supervise;
+use crate::telemetry::{self, MetricsUpkeep};
+use crate::worker::{PoolSettings, WorkerPool};
+
+/// How long a panicked writer waits before it is started again (doubling on repeats).
+const WRITER_RESTART_BACKOFF: Duration = Duration::from_secs(1);
+/// How often histogram summaries are refreshed for `/metrics`.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Connect timeout of the HTTP client shared by every MCP session.
+const MCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot open the database {url}: {source}")]
+    Store {
+        url: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
+    #[error(transparent)]
+    Mcp(#[from] mcp::McpError),
+}
+
+/// A built application: the database is open and migrated and the HTTP address is bound, so
+/// the errors a user can fix show before anything runs.
+pub struct App {
+    config: Config,
+    store: Store,
+    health: Health,
+    http: Option<HttpServer>,
+    metrics: PrometheusHandle,
+    /// `kubectl auth can-i` checks at start (off for the demo, which has no real cluster).
+    preflight: bool,
+}
+
+pub fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions {
+        url: config.database.url.expose().to_string(),
+        max_connections: config.database.max_connections,
+        acquire_timeout: config.database.acquire_timeout,
+        dedup_cooldown: config.dedup.cooldown,
+    }
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<App, AppError> {
+        let metrics = telemetry::install_metrics_recorder()?;
+        telemetry::describe_metrics();
+        let store = Store::connect(store_options(&config))
+            .await
+            .map_err(|source| AppError::Store {
+                url: config.database.url.redacted(),
+                source,
+            })?;
+        let health = Health::new();
+        let http = HttpServer::bind_configured(
+            &config.http,
+            HttpState::new(store.clone(), health.clone(), metrics.clone()),
+        )
+        .await?;
+        Ok(App {
+            config,
+            store,
+            health,
+            http,
+            metrics,
+            preflight: true,
+        })
+    }
+
+    /// Skips the start-up permission preflight (its results then say that none ran).
+    pub fn without_preflight(mut self) -> Self {
+        self.preflight = false;
+        self
+    }
+
+    /// Where `/healthz`, `/readyz` and `/metrics` are served, when enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpServer::local_addr)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// One line per fact an operator wants at start; secrets redacted.
+    pub fn log_summary(&self) {
+        let c = &self.config;
+        let clusters: Vec<&str> = c.clusters.iter().map(|c| c.name.as_str()).collect();
+        tracing::info!(
+            clusters = clusters.len(),
+            names = %clusters.join(","),
+            database = %c.database.url.redacted(),
+            backend = self.store.backend(),
+            agent = ?c.agent.preset,
+            max_concurrent_agents = c.limits.max_concurrent_agents,
+            max_agents_per_cluster = c.limits.max_agents_per_cluster,
+            http = %self.http_addr().map_or_else(|| "off".to_string(), |a| a.to_string()),
+            workspace_root = %c.workspace_root.display(),
+            "nightcrier starting"
+        );
+    }
+
+    /// Runs until `soft` is cancelled (graceful: producers stop, received faults are written,
+    /// running agents get `worker.shutdown_grace`) or `hard` is (agents are terminated at once).
+    /// Either way interrupted incidents go back to `pending`.
+    pub async fn run(
+        self,
+        soft: CancellationToken,
+        hard: CancellationToken,
+    ) -> Result<(), AppError> {
+        let App {
+            config,
+            store,
+            health,
+            http,
+            metrics,
+            preflight,
+        } = self;
+
+        // Producer: sessions → channel → writer.
+        let (sender, receiver) = ingest::channel(config.ingest.buffer_capacity);
+        let writer = IngestWriter::new(
+            receiver,
+            store.clone(),
+            health.clone(),
+            WriterOptions::from_config(&config.ingest),
+        );
+        let fleet = McpFleet::new(
+            config.clusters.clone(),
+            config.reconnect,
+            mcp::http_client(MCP_CONNECT_TIMEOUT)?,
+            Arc::new(sender),
+        );
+
+        // Consumer.
+        let runner = AgentRunner::new(&config);
+        let pool = WorkerPool::new(
+            store.clone(),
+            Arc::new(runner.clone()),
+            PoolSettings::from_config(&config),
+        );
+
+        let producers = CancellationToken::new();
+        let writer_token = CancellationToken::new();
+        let http_token = CancellationToken::new();
+        let side = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+
+        let fleet_task = tokio::spawn(fleet.run(producers.clone()));
+        let t = writer_token.clone();
+        let writer_task = tokio::spawn(async move {
+            supervise("ingest-writer", WRITER_RESTART_BACKOFF, t, move |tok| {
+                writer.clone().run(tok)
+            })
+            .await;
+        });
+        let (pool_soft, pool_hard) = (soft.child_token(), hard.child_token());
+        let pool_task = tokio::spawn(pool.run(pool_soft, pool_hard));
+        // Preflight results land in the workspaces of runs that start after it finishes.
+        if preflight {
+            let t = side.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = t.cancelled() => {}
+                    _ = runner.preflight_all(DEFAULT_PREFLIGHT_TIMEOUT) => {}
+                }
+                "preflight"
+            });
+        }
+        let t = side.clone();
+        tasks.spawn(async move {
+            MetricsUpkeep::new(metrics, METRICS_UPKEEP_INTERVAL)
+                .run(t)
+                .await;
+            "metrics upkeep"
+        });
+        let http_task = http.map(|server| {
+            let t = http_token.clone();
+            tokio::spawn(async move { server.run(t).await })
+        });
+
+        tokio::select! {
+            _ = soft.cancelled() => {}
+            _ = hard.cancelled() => {}
+        }
+        tracing::info!("shutting down: stopping MCP sessions, then the writer, then the workers");
+        // Producers first, so the writer's drain sees everything that was received.
+        producers.cancel();
+        side.cancel();
+        if let Err(e) = fleet_task.await {
+            tracing::error!(error = %e, "MCP fleet task failed");
+        }
+        writer_token.cancel();
+        if let Err(e) = writer_task.await {
+            tracing::error!(error = %e, "ingest writer task failed");
+        }
+        if let Err(e) = pool_task.await {
+            tracing::error!(error = %e, "worker pool task failed");
+        }
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(name) => tracing::debug!(task = name, "stopped"),
+                Err(e) => tracing::error!(error = %e, "a task failed while stopping"),
+            }
+        }
+        http_token.cancel();
+        if let Some(h) = http_task {
+            match h.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "HTTP endpoint stopped with an error"),
+                Err(e) => tracing::error!(error = %e, "HTTP endpoint task failed"),
+            }
+        }
+        store.close().await;
+        tracing::info!("nightcrier stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+//! `nightcrier incidents ...`
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use super::output::{opt_time, table, time};
+use crate::incident::{Incident, IncidentStatus};
+use crate::store::{ListFilter, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// List incidents, newest first.
+    List {
+        /// Only this status (pending, running, succeeded, failed, timed_out, cancelled, skipped).
+        #[arg(long)]
+        status: Option<IncidentStatus>,
+        /// Only this cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one incident, its attempts and its latest occurrences.
+    Show {
+        /// Full id or a unique prefix of at least 8 characters.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a finished incident again (a fresh attempt budget).
+    Retry { id: String },
+    /// Cancel a pending or running incident (a running agent is stopped).
+    Cancel { id: String },
+}
+
+pub async fn run(cmd: &IncidentsCommand, store: &Store) -> anyhow::Result<ExitCode> {
+    match cmd {
+        IncidentsCommand::List {
+            status,
+            cluster,
+            limit,
+            json,
+        } => {
+            let filter = ListFilter {
+                status: *status,
+                cluster: cluster.clone(),
+                limit: Some(*limit),
+            };
+            let incidents = store.list(&filter).await.context("listing incidents")?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&incidents)?);
+            } else if incidents.is_empty() {
+                println!("no incidents");
+            } else {
+                print!("{}", list_table(&incidents));
+            }
+        }
+        IncidentsCommand::Show { id, json } => {
+            let incident = store.get(id).await?;
+            let runs = store.agent_runs(incident.id).await?;
+            let occurrences = store.occurrences(incident.id, 20).await?;
+            if *json {
+                let mut v = serde_json::to_value(&incident)?;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("agent_runs".into(), serde_json::to_value(&runs)?);
+                    obj.insert(
+                        "recent_occurrences".into(),
+                        serde_json::to_value(&occurrences)?,
+                    );
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", describe(&incident));
+                if !runs.is_empty() {
+                    println!("\nattempts:");
+                    let rows: Vec<Vec<String>> = runs
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r.attempt.to_string(),
+                                time(&r.started_at),
+                                opt_time(&r.finished_at),
+                                r.outcome
+                                    .map_or_else(|| "running".into(), |o| o.to_string()),
+                                r.reason.clone().unwrap_or_default(),
+                            ]
+                        })
+                        .collect();
+                    print!(
+                        "{}",
+                        table(
+                            &["ATTEMPT", "STARTED", "FINISHED", "OUTCOME", "REASON"],
+                            &rows
+                        )
+                    );
+                }
+            }
+        }
+        IncidentsCommand::Retry { id } => {
+            let incident = store.get(id).await?;
+            let after = store.retry(incident.id).await?;
+            println!("incident {} is {} again", after.id, after.status);
+        }
+        IncidentsCommand::Cancel { id } => {
+            let incident = store.get(id).await?;
+            let after = store.cancel(incident.id).await?;
+            println!("incident {} is {}", after.id, after.status);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn resource(i: &Incident) -> String {
+    match &i.namespace {
+        Some(ns) => format!("{}/{}/{}", i.resource_kind, ns, i.resource_name),
+        None => format!("{}/{}", i.resource_kind, i.resource_name),
+    }
+}
+
+fn list_table(incidents: &[Incident]) -> String {
+    let rows: Vec<Vec<String>> = incidents
+        .iter()
+        .map(|i| {
+            vec![
+                i.id.to_string(),
+                i.status.to_string(),
+                i.cluster.clone(),
+                i.fault_type.clone(),
+                i.severity.clone(),
+                resource(i),
+                i.occurrences.to_string(),
+                i.attempt.to_string(),
+                time(&i.created_at),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID", "STATUS", "CLUSTER", "FAULT", "SEVERITY", "RESOURCE", "SEEN", "ATTEMPT",
+            "CREATED",
+        ],
+        &rows,
+    )
+}
+
+fn describe(i: &Incident) -> String {
+    let fields: Vec<(&str, String)> = vec![
+        ("id", i.id.to_string()),
+        ("status", i.status.to_string()),
+        (
+            "failure reason",
+            i.failure_reason.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("cluster", i.cluster.clone()),
+        ("fault", format!("{} ({})", i.fault_type, i.fault_id)),
+        ("severity", i.severity.clone()),
+        ("resource", resource(i)),
+        ("context", i.context.clone()),
+        ("occurrences", i.occurrences.to_string()),
+        ("first seen", time(&i.first_seen)),
+        ("last seen", time(&i.last_seen)),
+        ("created", time(&i.created_at)),
+        ("started", opt_time(&i.started_at)),
+        ("finished", opt_time(&i.finished_at)),
+        ("attempt", i.attempt.to_string()),
+    ];
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    fields
+        .into_iter()
+        .map(|(k, v)| format!("{k:<width$}  {v}\n"))
+        .collect()
+}

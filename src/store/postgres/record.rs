@@ -1,0 +1,265 @@
+//! `record_faults` on PostgreSQL: array parameters (`unnest`), so a batch of any size is a fixed
+//! handful of statements.
+//!
+//! Several processes may record the same new fault at once: the insert goes through the partial
+//! unique index on open incidents (`ON CONFLICT ... DO UPDATE`), so the later one attaches to the
+//! earlier one's incident instead of opening a second. Attached rows are locked in id order first,
+//! which keeps concurrent batches from deadlocking in the common case; a deadlock that remains
+//! (an insert waiting on another batch's new row) is retried by `with_retry`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::{notify_pending, rows, with_retry};
+use crate::fault::ReceivedFault;
+use crate::incident::IncidentStatus;
+use crate::store::batch::{self, Existing, Group};
+use crate::store::{time, Recorded, Result, StoreError};
+
+const CTX: &str = "recording faults";
+
+pub(in crate::store) async fn record_faults(
+    pool: &PgPool,
+    faults: &[ReceivedFault],
+    groups: &[Group],
+    cooldown: chrono::Duration,
+) -> Result<Vec<Recorded>> {
+    with_retry(|| record_once(pool, faults, groups, cooldown)).await
+}
+
+async fn record_once(
+    pool: &PgPool,
+    faults: &[ReceivedFault],
+    groups: &[Group],
+    cooldown: chrono::Duration,
+) -> Result<Vec<Recorded>> {
+    let new_ids = batch::new_ids(groups);
+    let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
+    let now = time::now();
+
+    // 1. Every incident the groups could attach to.
+    let oldest = groups
+        .iter()
+        .map(|g| batch::since(g, cooldown))
+        .min()
+        .unwrap_or(now);
+    let clusters: Vec<&str> = groups
+        .iter()
+        .map(|g| faults[g.first].cluster.as_str())
+        .collect();
+    let fault_ids: Vec<&str> = groups
+        .iter()
+        .map(|g| faults[g.first].fault.fault_id.as_str())
+        .collect();
+    let found = sqlx::query(
+        "SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at \
+         FROM unnest($1::text[], $2::text[]) AS k(cluster, fault_id) \
+         JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
+         WHERE i.status IN ('pending', 'running') OR i.finished_at > $3",
+    )
+    .bind(&clusters)
+    .bind(&fault_ids)
+    .bind(oldest)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(StoreError::db(CTX))?;
+    let mut existing: HashMap<(String, String), Vec<Existing<Uuid>>> = HashMap::new();
+    for row in &found {
+        existing
+            .entry((row.get("cluster"), row.get("fault_id")))
+            .or_default()
+            .push(Existing {
+                id: row.get("id"),
+                status: rows::status(row.get("status"))?,
+                finished_at: row.get("finished_at"),
+            });
+    }
+
+    // 2. Decide per group: attach (and to what) or open.
+    let mut incident_of: Vec<(Uuid, IncidentStatus, bool)> = Vec::with_capacity(groups.len());
+    for (g, new_id) in groups.iter().zip(&new_ids) {
+        let f = &faults[g.first];
+        let key = (f.cluster.clone(), f.fault.fault_id.clone());
+        let candidates = existing.get(&key).map(Vec::as_slice).unwrap_or_default();
+        incident_of.push(match batch::pick(candidates, batch::since(g, cooldown)) {
+            Some(e) => (e.id, e.status, false),
+            None if f.triage_enabled => (*new_id, IncidentStatus::Pending, true),
+            None => (*new_id, IncidentStatus::Skipped, true),
+        });
+    }
+
+    // 3. Count the attached occurrences.
+    let attach: Vec<usize> = (0..groups.len()).filter(|&g| !incident_of[g].2).collect();
+    if !attach.is_empty() {
+        let ids: Vec<Uuid> = attach.iter().map(|&g| incident_of[g].0).collect();
+        let counts: Vec<i64> = attach.iter().map(|&g| groups[g].count()).collect();
+        let lasts: Vec<DateTime<Utc>> = attach.iter().map(|&g| groups[g].last_seen).collect();
+        sqlx::query("SELECT 1 FROM incidents WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db(CTX))?;
+        sqlx::query(
+            "UPDATE incidents i SET occurrences = i.occurrences + v.n, \
+             last_seen = GREATEST(i.last_seen, v.last) \
+             FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[]) AS v(id, n, last) \
+             WHERE i.id = v.id",
+        )
+        .bind(&ids)
+        .bind(&counts)
+        .bind(&lasts)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
+    }
+
+    // 4. Open the new incidents, or attach to one another process opened meanwhile.
+    let open: Vec<usize> = (0..groups.len()).filter(|&g| incident_of[g].2).collect();
+    if !open.is_empty() {
+        let col = |f: &dyn Fn(&ReceivedFault) -> &str| -> Vec<&str> {
+            open.iter().map(|&g| f(&faults[groups[g].first])).collect()
+        };
+        let namespaces: Vec<Option<&str>> = open
+            .iter()
+            .map(|&g| faults[groups[g].first].fault.resource.namespace.as_deref())
+            .collect();
+        let statuses: Vec<&str> = open.iter().map(|&g| incident_of[g].1.as_str()).collect();
+        let ids: Vec<Uuid> = open.iter().map(|&g| incident_of[g].0).collect();
+        let rows = sqlx::query(
+            "INSERT INTO incidents (id, cluster, fault_id, fault_type, severity, namespace, \
+             resource_kind, resource_name, resource_uid, context, status, occurrences, \
+             first_seen, last_seen, created_at, finished_at) \
+             SELECT u.id, u.cluster, u.fault_id, u.fault_type, u.severity, u.namespace, u.kind, \
+               u.name, u.uid, u.context, u.status, u.n, u.first_seen, u.last_seen, $15, \
+               CASE WHEN u.status = 'skipped' THEN $15 END \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+               $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int8[], \
+               $13::timestamptz[], $14::timestamptz[]) \
+               AS u(id, cluster, fault_id, fault_type, severity, namespace, kind, name, uid, \
+                    context, status, n, first_seen, last_seen) \
+             ON CONFLICT (cluster, fault_id) WHERE status IN ('pending', 'running') \
+             DO UPDATE SET occurrences = incidents.occurrences + EXCLUDED.occurrences, \
+               last_seen = GREATEST(incidents.last_seen, EXCLUDED.last_seen) \
+             RETURNING id, cluster, fault_id, status",
+        )
+        .bind(&ids)
+        .bind(col(&|f| &f.cluster))
+        .bind(col(&|f| &f.fault.fault_id))
+        .bind(col(&|f| &f.fault.fault_type))
+        .bind(col(&|f| &f.fault.severity))
+        .bind(&namespaces)
+        .bind(col(&|f| &f.fault.resource.kind))
+        .bind(col(&|f| &f.fault.resource.name))
+        .bind(col(&|f| &f.fault.resource.uid))
+        .bind(col(&|f| &f.fault.context))
+        .bind(&statuses)
+        .bind(
+            open.iter()
+                .map(|&g| groups[g].count())
+                .collect::<Vec<i64>>(),
+        )
+        .bind(
+            open.iter()
+                .map(|&g| groups[g].first_seen)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            open.iter()
+                .map(|&g| groups[g].last_seen)
+                .collect::<Vec<_>>(),
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
+        let mut returned: HashMap<(String, String), (Uuid, IncidentStatus)> = HashMap::new();
+        for row in &rows {
+            returned.insert(
+                (row.get("cluster"), row.get("fault_id")),
+                (row.get("id"), rows::status(row.get("status"))?),
+            );
+        }
+        for &g in &open {
+            let f = &faults[groups[g].first];
+            let key = (f.cluster.clone(), f.fault.fault_id.clone());
+            let Some(&(id, status)) = returned.get(&key) else {
+                return Err(StoreError::decode(
+                    CTX,
+                    format!("no incident returned for {key:?}"),
+                ));
+            };
+            incident_of[g] = (id, status, id == incident_of[g].0);
+        }
+    }
+
+    // 5. Store every occurrence, as received.
+    let mut member_incident: Vec<Uuid> = vec![Uuid::nil(); faults.len()];
+    for (g, (id, _, _)) in groups.iter().zip(&incident_of) {
+        for &m in &g.members {
+            member_incident[m] = *id;
+        }
+    }
+    let all = |f: &dyn Fn(&ReceivedFault) -> &str| -> Vec<&str> { faults.iter().map(f).collect() };
+    sqlx::query(
+        "INSERT INTO fault_occurrences (incident_id, cluster, fault_id, fault_type, severity, \
+         namespace, resource_kind, resource_name, resource_uid, context, server_timestamp, \
+         received_at, raw) \
+         SELECT u.incident_id, u.cluster, u.fault_id, u.fault_type, u.severity, u.namespace, \
+           u.kind, u.name, u.uid, u.context, u.ts, u.received_at, u.raw::json \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+           $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], \
+           $13::text[]) WITH ORDINALITY \
+           AS u(incident_id, cluster, fault_id, fault_type, severity, namespace, kind, name, uid, \
+                context, ts, received_at, raw, ord) \
+         ORDER BY u.ord",
+    )
+    .bind(&member_incident)
+    .bind(all(&|f| &f.cluster))
+    .bind(all(&|f| &f.fault.fault_id))
+    .bind(all(&|f| &f.fault.fault_type))
+    .bind(all(&|f| &f.fault.severity))
+    .bind(
+        faults
+            .iter()
+            .map(|f| f.fault.resource.namespace.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(all(&|f| &f.fault.resource.kind))
+    .bind(all(&|f| &f.fault.resource.name))
+    .bind(all(&|f| &f.fault.resource.uid))
+    .bind(all(&|f| &f.fault.context))
+    .bind(all(&|f| &f.fault.timestamp))
+    .bind(
+        faults
+            .iter()
+            .map(|f| time::truncate(f.received_at))
+            .collect::<Vec<_>>(),
+    )
+    .bind(faults.iter().map(|f| f.raw.to_string()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::db(CTX))?;
+
+    let any_pending = incident_of
+        .iter()
+        .any(|(_, status, created)| *created && *status == IncidentStatus::Pending);
+    if any_pending {
+        notify_pending(&mut tx, CTX).await?;
+    }
+    tx.commit().await.map_err(StoreError::db(CTX))?;
+
+    let mut results: Vec<Option<Recorded>> = vec![None; faults.len()];
+    for (g, &(incident_id, status, created)) in groups.iter().zip(&incident_of) {
+        for &m in &g.members {
+            results[m] = Some(Recorded {
+                incident_id,
+                created: created && m == g.first,
+                status,
+            });
+        }
+    }
+    Ok(results.into_iter().flatten().collect())
+}

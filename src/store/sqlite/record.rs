@@ -1,0 +1,189 @@
+//! `record_faults` on SQLite: a handful of set-based statements per batch, whatever its size.
+
+use std::collections::HashMap;
+
+use sqlx::{QueryBuilder, Row, Sqlite};
+use uuid::Uuid;
+
+use super::{begin, rows};
+use crate::fault::ReceivedFault;
+use crate::incident::IncidentStatus;
+use crate::store::batch::{self, Existing, Group};
+use crate::store::{time, Recorded, Result, StoreError};
+
+/// Rows per multi-row statement: at most 16 parameters a row, well under SQLite's 32766.
+const CHUNK: usize = 500;
+const CTX: &str = "recording faults";
+
+pub(in crate::store) async fn record_faults(
+    pool: &sqlx::SqlitePool,
+    faults: &[ReceivedFault],
+    groups: &[Group],
+    cooldown: chrono::Duration,
+) -> Result<Vec<Recorded>> {
+    let new_ids = batch::new_ids(groups);
+    let mut tx = begin(pool, CTX).await?;
+    let now = time::now();
+
+    // 1. Every incident the groups could attach to, in one query per chunk.
+    let oldest = groups
+        .iter()
+        .map(|g| batch::since(g, cooldown))
+        .min()
+        .unwrap_or(now);
+    let mut existing: HashMap<(String, String), Vec<Existing<String>>> = HashMap::new();
+    for chunk in groups.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH k(cluster, fault_id) AS (");
+        qb.push_values(chunk, |mut b, g| {
+            let f = &faults[g.first];
+            b.push_bind(&f.cluster).push_bind(&f.fault.fault_id);
+        });
+        qb.push(
+            ") SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at \
+             FROM k JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
+             WHERE i.status IN ('pending', 'running') OR i.finished_at > ",
+        )
+        .push_bind(time::to_micros(oldest));
+        let found = qb
+            .build()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::db(CTX))?;
+        for row in &found {
+            existing
+                .entry((row.get("cluster"), row.get("fault_id")))
+                .or_default()
+                .push(Existing {
+                    id: row.get("id"),
+                    status: rows::status(row.get("status"))?,
+                    finished_at: row
+                        .get::<Option<i64>, _>("finished_at")
+                        .map(time::from_micros)
+                        .transpose()?,
+                });
+        }
+    }
+
+    // 2. Decide per group: attach (and to what) or open.
+    let mut incident_of: Vec<(String, IncidentStatus, bool)> = Vec::with_capacity(groups.len());
+    for (g, new_id) in groups.iter().zip(&new_ids) {
+        let f = &faults[g.first];
+        let key = (f.cluster.clone(), f.fault.fault_id.clone());
+        let candidates = existing.get(&key).map(Vec::as_slice).unwrap_or_default();
+        incident_of.push(match batch::pick(candidates, batch::since(g, cooldown)) {
+            Some(e) => (e.id.clone(), e.status, false),
+            None if f.triage_enabled => (new_id.to_string(), IncidentStatus::Pending, true),
+            None => (new_id.to_string(), IncidentStatus::Skipped, true),
+        });
+    }
+    let attach: Vec<usize> = (0..groups.len()).filter(|&g| !incident_of[g].2).collect();
+    let open: Vec<usize> = (0..groups.len()).filter(|&g| incident_of[g].2).collect();
+
+    // 3. Count the attached occurrences.
+    for chunk in attach.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, n, last) AS (");
+        qb.push_values(chunk, |mut b, &gi| {
+            let g = &groups[gi];
+            b.push_bind(&incident_of[gi].0)
+                .push_bind(g.count())
+                .push_bind(time::to_micros(g.last_seen));
+        });
+        qb.push(
+            ") UPDATE incidents SET occurrences = incidents.occurrences + v.n, \
+             last_seen = max(incidents.last_seen, v.last) FROM v WHERE incidents.id = v.id",
+        );
+        qb.build()
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db(CTX))?;
+    }
+
+    // 4. Open the new incidents.
+    for chunk in open.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO incidents (id, cluster, fault_id, fault_type, severity, namespace, \
+             resource_kind, resource_name, resource_uid, context, status, occurrences, \
+             first_seen, last_seen, created_at, finished_at) ",
+        );
+        qb.push_values(chunk, |mut b, &gi| {
+            let g = &groups[gi];
+            let f = &faults[g.first];
+            let r = &f.fault.resource;
+            let (id, status, _) = &incident_of[gi];
+            let finished = (*status == IncidentStatus::Skipped).then(|| time::to_micros(now));
+            b.push_bind(id)
+                .push_bind(&f.cluster)
+                .push_bind(&f.fault.fault_id)
+                .push_bind(&f.fault.fault_type)
+                .push_bind(&f.fault.severity)
+                .push_bind(&r.namespace)
+                .push_bind(&r.kind)
+                .push_bind(&r.name)
+                .push_bind(&r.uid)
+                .push_bind(&f.fault.context)
+                .push_bind(status.as_str())
+                .push_bind(g.count())
+                .push_bind(time::to_micros(g.first_seen))
+                .push_bind(time::to_micros(g.last_seen))
+                .push_bind(time::to_micros(now))
+                .push_bind(finished);
+        });
+        qb.build()
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db(CTX))?;
+    }
+
+    // 5. Store every occurrence, as received.
+    let mut member_incident: Vec<&str> = vec![""; faults.len()];
+    for (g, (id, _, _)) in groups.iter().zip(&incident_of) {
+        for &m in &g.members {
+            member_incident[m] = id;
+        }
+    }
+    let raws: Vec<String> = faults.iter().map(|f| f.raw.to_string()).collect();
+    let indices: Vec<usize> = (0..faults.len()).collect();
+    for chunk in indices.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO fault_occurrences (incident_id, cluster, fault_id, fault_type, severity, \
+             namespace, resource_kind, resource_name, resource_uid, context, server_timestamp, \
+             received_at, raw) ",
+        );
+        qb.push_values(chunk, |mut b, &i| {
+            let f = &faults[i];
+            let r = &f.fault.resource;
+            b.push_bind(member_incident[i])
+                .push_bind(&f.cluster)
+                .push_bind(&f.fault.fault_id)
+                .push_bind(&f.fault.fault_type)
+                .push_bind(&f.fault.severity)
+                .push_bind(&r.namespace)
+                .push_bind(&r.kind)
+                .push_bind(&r.name)
+                .push_bind(&r.uid)
+                .push_bind(&f.fault.context)
+                .push_bind(&f.fault.timestamp)
+                .push_bind(time::to_micros(time::truncate(f.received_at)))
+                .push_bind(&raws[i]);
+        });
+        qb.build()
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db(CTX))?;
+    }
+    tx.commit().await.map_err(StoreError::db(CTX))?;
+
+    let mut results: Vec<Option<Recorded>> = vec![None; faults.len()];
+    for (g, (id, status, created)) in groups.iter().zip(&incident_of) {
+        let incident_id = Uuid::try_parse(id)
+            .map_err(|e| StoreError::decode(CTX, format!("incident id {id:?}: {e}")))?;
+        for &m in &g.members {
+            results[m] = Some(Recorded {
+                incident_id,
+                created: *created && m == g.first,
+                status: *status,
+            });
+        }
+    }
+    Ok(results.into_iter().flatten().collect())
+}
