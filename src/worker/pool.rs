@@ -259,7 +259,8 @@ impl<R: IncidentRunner> WorkerPool<R> {
 
     /// Reconciles, then dispatches until `soft` fires (stop claiming, let runs finish for
     /// `shutdown_grace`, then terminate and requeue them) or `hard` fires (terminate at once).
-    /// Returns when every run is accounted for. The rescuer runs alongside.
+    /// Returns when every run is accounted for. The rescuer runs alongside. A claim already in
+    /// flight when `soft` fires still starts its run, which then gets the grace like the others.
     pub async fn run(mut self, soft: CancellationToken, hard: CancellationToken) {
         self.stop = soft.clone();
         let settings = self.deps.settings.clone();
