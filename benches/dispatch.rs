@@ -1,11 +1,15 @@
 //! Dispatch benchmark: how soon a pending incident becomes a running agent process when a slot
 //! is free (p50/p99), and incidents per second end to end with a trivial agent.
 //!
-//! Real parts throughout: a SQLite file (or `NIGHTCRIER_BENCH_DATABASE_URL`), the worker pool,
+//! Real parts throughout: a SQLite file (or a PostgreSQL server), the worker pool,
 //! and the real agent runner starting a `/bin/sh` command agent that writes its report.
 //!
 //! `cargo bench --bench dispatch` (release). `NIGHTCRIER_BENCH_SAMPLES` sets the latency sample
-//! count (default 300), `NIGHTCRIER_BENCH_INCIDENTS` the throughput batch (default 500).
+//! count (default 300), `NIGHTCRIER_BENCH_INCIDENTS` the throughput batch (default 500);
+//! `NIGHTCRIER_BENCH_BACKEND=postgres` runs it on a throwaway PostgreSQL server instead.
+
+#[path = "../tests/common/pg.rs"]
+mod pg;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -111,8 +115,17 @@ async fn terminal_count(store: &Store) -> i64 {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = std::env::var("NIGHTCRIER_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let mut _server = None;
+    let url = if std::env::var("NIGHTCRIER_BENCH_BACKEND").is_ok_and(|b| b == "postgres") {
+        let server = tokio::task::spawn_blocking(pg::PgServer::start)
+            .await
+            .expect("starting PostgreSQL");
+        let url = server.fresh_database().await;
+        _server = Some(server);
+        url
+    } else {
+        format!("sqlite://{}", dir.path().join("bench.db").display())
+    };
     let store = Store::connect(StoreOptions {
         url,
         max_connections: 10,

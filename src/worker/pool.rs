@@ -20,6 +20,7 @@ use super::settings::PoolSettings;
 use super::wakeup::Wakeup;
 use crate::incident::{IncidentStatus, RunOutcome};
 use crate::store::{Claimed, Store, StoreError};
+use crate::telemetry::names;
 
 /// Dispatcher errors (the database is down...) are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -149,7 +150,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
         };
         let handle = self.runs.spawn(execute(self.deps.clone(), claimed));
         self.running.insert(handle.id(), info);
-        metrics::gauge!("nightcrier_agents_running").set(self.runs.len() as f64);
+        metrics::gauge!(names::AGENTS_RUNNING).set(self.runs.len() as f64);
     }
 
     /// Records how a run task ended; the one place a slot is given back.
@@ -163,7 +164,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
             return;
         };
         self.free_slots.push(info.slot);
-        metrics::gauge!("nightcrier_agents_running").set(self.runs.len() as f64);
+        metrics::gauge!(names::AGENTS_RUNNING).set(self.runs.len() as f64);
         let end = match joined {
             Ok((_, end)) => end,
             Err(e) if e.is_panic() => self.fail_panicked(&info, e.into_panic()).await,
@@ -235,10 +236,10 @@ impl<R: IncidentRunner> WorkerPool<R> {
             ),
         }
         let outcome = end.label();
-        metrics::histogram!("nightcrier_agent_run_duration_seconds", "outcome" => outcome)
+        metrics::histogram!(names::AGENT_RUN_DURATION, "outcome" => outcome)
             .record(elapsed.as_secs_f64());
         metrics::counter!(
-            "nightcrier_agent_runs_total",
+            names::AGENT_RUNS,
             "cluster" => info.cluster.clone(),
             "outcome" => outcome
         )
@@ -258,7 +259,8 @@ impl<R: IncidentRunner> WorkerPool<R> {
 
     /// Reconciles, then dispatches until `soft` fires (stop claiming, let runs finish for
     /// `shutdown_grace`, then terminate and requeue them) or `hard` fires (terminate at once).
-    /// Returns when every run is accounted for. The rescuer runs alongside.
+    /// Returns when every run is accounted for. The rescuer runs alongside. A claim already in
+    /// flight when `soft` fires still starts its run, which then gets the grace like the others.
     pub async fn run(mut self, soft: CancellationToken, hard: CancellationToken) {
         self.stop = soft.clone();
         let settings = self.deps.settings.clone();

@@ -30,6 +30,9 @@ case "$cluster" in
   tiny*)    echo tiny > "$report" ;;
   slow*)    sleep 60 ;;
   stubborn*) trap '' TERM; sleep 60 ;;
+  crash*)   flag="$(dirname "$timeline")/$cluster.crashed"
+            if [ -e "$flag" ]; then printf '%0200d\n' 0 > "$report"
+            else touch "$flag"; sleep 60; fi ;;
   brief*)   sleep 0.05; printf '%0200d\n' 0 > "$report" ;;
   *)        exit 9 ;;
 esac
