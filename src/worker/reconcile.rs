@@ -5,6 +5,7 @@ use tracing::{info, warn};
 
 use super::run::with_retry;
 use super::runner::IncidentRunner;
+use super::settings::owner_is_another_live_process;
 use crate::store::{Store, StoreError};
 
 /// Reason recorded on incidents a restart found running.
@@ -33,6 +34,20 @@ pub async fn reconcile_restart<R: IncidentRunner>(
     let leftovers = store.running_owned_by(owner_prefix).await?;
     for (incident, run) in leftovers {
         if incident.lease_owner.as_deref() == Some(owner) {
+            continue;
+        }
+        // Another live process with the same instance name: its runs are not ours to kill. The
+        // rescuer takes them over if that process dies and its leases expire.
+        if let Some(other) = incident
+            .lease_owner
+            .as_deref()
+            .filter(|o| owner_is_another_live_process(o))
+        {
+            warn!(
+                incident_id = %incident.id,
+                other_owner = other,
+                "another live nightcrier process uses this instance name; give each process its own worker.instance_name"
+            );
             continue;
         }
         runner.kill_leftover(&incident, &run).await;

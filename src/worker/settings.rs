@@ -77,10 +77,42 @@ impl PoolSettings {
         format!("{}/", self.instance)
     }
 
-    /// A fresh lease owner for one boot: `<instance>/<boot uuid>`.
+    /// A fresh lease owner for one boot: `<instance>/<boot uuid>/<pid>.<start time>`. The last
+    /// part lets a restart tell a crashed boot from a live process that (wrongly) shares the
+    /// instance name.
     pub fn new_owner(&self) -> String {
-        format!("{}{}", self.owner_prefix(), Uuid::now_v7())
+        let me = process_identity(std::process::id()).unwrap_or_else(|| "unknown".into());
+        format!("{}{}/{me}", self.owner_prefix(), Uuid::now_v7())
     }
+}
+
+/// `<pid>.<start time>` of a live process (start time in clock ticks since boot, from
+/// `/proc/<pid>/stat`): unique on this host even when pids are reused, e.g. PID 1 in a container
+/// that restarted. `None` when no such process exists.
+pub fn process_identity(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count fields after its end.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // Field 22 overall is the 20th after the command name.
+    let start = rest.split_whitespace().nth(19)?;
+    Some(format!("{pid}.{start}"))
+}
+
+/// True when the lease owner names another process that is still running (a live process of the
+/// same instance name), so its leases are not leftovers of a crash. A previous pool of this very
+/// process is not "another process": its leases are leftovers.
+pub fn owner_is_another_live_process(owner: &str) -> bool {
+    let Some(identity) = owner.rsplit('/').next() else {
+        return false;
+    };
+    let Some(pid) = identity
+        .split('.')
+        .next()
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    pid != std::process::id() && process_identity(pid).as_deref() == Some(identity)
 }
 
 impl Default for PoolSettings {
@@ -92,6 +124,22 @@ impl Default for PoolSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owners_name_this_process_and_outlive_nothing() {
+        let s = PoolSettings::default();
+        let owner = s.new_owner();
+        assert!(owner.starts_with(&s.owner_prefix()), "{owner}");
+        // Our own process: a previous pool of it left these, so they are leftovers.
+        assert!(!owner_is_another_live_process(&owner), "{owner}");
+        // PID 1 is alive: with its real start time it is another live process, with any other
+        // start time it is a dead process whose pid was reused.
+        let init = process_identity(1).expect("pid 1 exists");
+        assert!(owner_is_another_live_process(&format!("h/b/{init}")));
+        assert!(!owner_is_another_live_process("h/b/1.999999999999"));
+        assert!(!owner_is_another_live_process("host/boot/not-a-pid"));
+        assert!(!owner_is_another_live_process("host/0193aa"));
+    }
 
     #[test]
     fn settings_follow_the_config() {

@@ -219,6 +219,8 @@ pub(in crate::store) async fn complete(
         at: now,
     };
     finish_run(&mut tx, id, attempt, end, CTX).await?;
+    // A slot is free again: consumers in other processes may claim now, not at their next tick.
+    notify_pending(&mut tx, CTX).await?;
     tx.commit().await.map_err(StoreError::db(CTX))?;
     Ok(true)
 }
