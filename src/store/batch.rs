@@ -86,3 +86,75 @@ fn validate(f: &ReceivedFault) -> Result<(), String> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::fault::{Fault, ResourceRef};
+
+    fn rf(cluster: &str, fault_id: &str, secs: i64) -> ReceivedFault {
+        let fault = Fault {
+            subscription_id: "s".into(),
+            cluster: cluster.into(),
+            fault_id: fault_id.into(),
+            fault_type: "CrashLoop".into(),
+            severity: "critical".into(),
+            resource: ResourceRef {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                name: "p".into(),
+                namespace: None,
+                uid: "u".into(),
+            },
+            context: String::new(),
+            timestamp: String::new(),
+        };
+        ReceivedFault {
+            cluster: cluster.into(),
+            fault,
+            received_at: Utc.timestamp_opt(secs, 0).unwrap(),
+            raw: serde_json::Value::Null,
+            triage_enabled: true,
+        }
+    }
+
+    #[test]
+    fn groups_by_fault_sorted_by_key_with_members_in_input_order() {
+        let faults = [
+            rf("b", "2", 30),
+            rf("a", "1", 20),
+            rf("b", "2", 10),
+            rf("a", "2", 40),
+        ];
+        let groups = group(&faults).unwrap();
+        let keys: Vec<_> = groups
+            .iter()
+            .map(|g| (faults[g.first].cluster.as_str(), g.members.clone()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![("a", vec![1]), ("a", vec![3]), ("b", vec![0, 2])]
+        );
+        let b = &groups[2];
+        assert_eq!(b.count(), 2);
+        assert_eq!(b.first_seen.timestamp(), 10, "earliest, not first in input");
+        assert_eq!(b.last_seen.timestamp(), 30);
+    }
+
+    #[test]
+    fn the_first_bad_fault_is_named_by_index_and_field() {
+        let mut bad = rf("a", "1", 0);
+        bad.fault.resource.name = "x\0".into();
+        let err = group(&[rf("a", "1", 0), rf("a", "", 0), bad]).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::InvalidFault { index: 1, reason } if reason == "faultId is empty"),
+            "{err:?}"
+        );
+        let mut bad = rf("a", "1", 0);
+        bad.fault.resource.name = "x\0".into();
+        let err = group(&[bad]).unwrap_err();
+        assert!(err.to_string().contains("resource.name"), "{err}");
+    }
+}

@@ -35,9 +35,10 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Database { source, .. } => sqlx_unavailable(source),
-            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(source)) => {
-                sqlx_unavailable(source)
-            }
+            StoreError::Migrate(
+                sqlx::migrate::MigrateError::Execute(source)
+                | sqlx::migrate::MigrateError::ExecuteMigration(source, _),
+            ) => sqlx_unavailable(source),
             _ => false,
         }
     }

@@ -17,6 +17,10 @@
 //!   outage buffer is judged by when it was seen, not when the database came back.
 //! - `attempt` only ever grows (it fences every transition out of `running`); `retry` gives a
 //!   fresh budget by moving `attempt_base` up to it.
+//! - Leases are compared with the clock of the process that rescues them: processes sharing one
+//!   PostgreSQL must have synchronised clocks (NTP); skew shortens or lengthens leases.
+//! - The store records no metrics and logs almost nothing: its callers know what a result means
+//!   (`Recorded::created` for `nightcrier_incidents_created_total`, for example).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +145,14 @@ macro_rules! dispatch {
     };
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Store {
     /// Opens the pool (creating a SQLite file and its parent directory) and applies migrations.
     pub async fn connect(opts: StoreOptions) -> Result<Store> {
@@ -176,7 +188,21 @@ impl Store {
     /// Applies pending migrations; idempotent.
     pub async fn migrate(&self) -> Result<()> {
         match &self.inner.backend {
-            Backend::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Backend::Sqlite(pool) => {
+                // sqlx takes no lock around SQLite migrations: when two processes migrate a new
+                // file at once, the loser fails on "table already exists" after the winner's
+                // commit. Running again then finds the migration applied.
+                let migrator = sqlx::migrate!("./migrations/sqlite");
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match migrator.run(pool).await {
+                        Err(sqlx::migrate::MigrateError::ExecuteMigration(..)) if tries < 3 => {}
+                        other => break other?,
+                    }
+                }
+            }
+            // PostgreSQL migrations run under sqlx's advisory lock.
             Backend::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())

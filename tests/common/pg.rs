@@ -135,7 +135,7 @@ impl PgServer {
     }
 
     /// Stops the server (fast shutdown: clients get "terminating connection due to
-    /// administrator command"). Blocking: from async code use `spawn_blocking`.
+    /// administrator command"). Blocking: from async code use [`PgServer::stop_async`].
     pub fn stop(&self) {
         let o = self.owned("stop");
         let mut running = o.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -146,7 +146,8 @@ impl PgServer {
         }
     }
 
-    /// Starts the server again on the same port and data directory. Blocking.
+    /// Starts the server again on the same port and data directory. Blocking: from async code
+    /// use [`PgServer::start_again_async`].
     pub fn start_again(&self) {
         let o = self.owned("start_again");
         let mut running = o.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -154,6 +155,28 @@ impl PgServer {
             o.start_server()
                 .unwrap_or_else(|e| panic!("restarting the test PostgreSQL server: {e}"));
             *running = true;
+        }
+    }
+
+    /// [`PgServer::stop`] without blocking the async runtime.
+    pub async fn stop_async(&self) {
+        let o = self.owned("stop_async");
+        if o.is_running() {
+            run_async(o.pg_ctl_command(&["stop", "-m", "fast", "-w", "-t", "60"]))
+                .await
+                .unwrap_or_else(|e| panic!("stopping the test PostgreSQL server: {e}"));
+            o.set_running(false);
+        }
+    }
+
+    /// [`PgServer::start_again`] without blocking the async runtime.
+    pub async fn start_again_async(&self) {
+        let o = self.owned("start_again_async");
+        if !o.is_running() {
+            run_async(o.start_command())
+                .await
+                .unwrap_or_else(|e| panic!("restarting the test PostgreSQL server: {e}"));
+            o.set_running(true);
         }
     }
 
@@ -215,7 +238,22 @@ impl Owned {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    fn is_running(&self) -> bool {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_running(&self, up: bool) {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = up;
+    }
+
     fn start_server(&self) -> Result<(), String> {
+        run(&mut self.start_command()).map(|_| ()).map_err(|e| {
+            let tail = std::fs::read_to_string(&self.log).unwrap_or_default();
+            format!("{e}\nserver log:\n{tail}")
+        })
+    }
+
+    fn start_command(&self) -> Command {
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB",
@@ -223,23 +261,18 @@ impl Owned {
             self.socket.display()
         );
         let log = self.log.display().to_string();
-        self.pg_ctl(&["start", "-w", "-t", "60", "-l", &log, "-o", &opts])
-            .map_err(|e| {
-                let tail = std::fs::read_to_string(&self.log).unwrap_or_default();
-                format!("{e}\nserver log:\n{tail}")
-            })
+        self.pg_ctl_command(&["start", "-w", "-t", "60", "-l", &log, "-o", &opts])
     }
 
     fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        run(&mut self.pg_ctl_command(args)).map(|_| ())
+    }
+
+    fn pg_ctl_command(&self, args: &[&str]) -> Command {
         let data = self.data.display().to_string();
         let mut all = vec!["-D", data.as_str()];
         all.extend_from_slice(args);
-        run(&mut pg_command(
-            &self.bin.join("pg_ctl"),
-            &all,
-            self.as_postgres,
-        ))
-        .map(|_| ())
+        pg_command(&self.bin.join("pg_ctl"), &all, self.as_postgres)
     }
 }
 
@@ -375,6 +408,24 @@ fn run(cmd: &mut Command) -> Result<Output, String> {
         ));
     }
     Ok(out)
+}
+
+async fn run_async(cmd: Command) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::from(cmd);
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("running {cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
 }
 
 fn free_port() -> Result<u16, String> {

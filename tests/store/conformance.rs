@@ -21,6 +21,7 @@ crate::store_conformance!(
     list_filters_and_orders_newest_first,
     unknown_statuses_are_rejected_by_parser_and_schema,
     migrations_apply_twice_and_keep_data,
+    simultaneous_first_starts_all_succeed,
     connection_states_are_replaced_per_cluster,
     status_counts_and_recent_failures,
     pending_notified_wakes_after_record,
@@ -448,6 +449,22 @@ async fn migrations_apply_twice_and_keep_data(db: &TestDb) {
     assert_eq!(second.get(&id.to_string()).await.unwrap().occurrences, 1);
     store.close().await;
     second.close().await;
+}
+
+async fn simultaneous_first_starts_all_succeed(db: &TestDb) {
+    // Several processes starting at once on an empty database all migrate it without error.
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let opts = db.options();
+            tokio::spawn(async move { nightcrier::store::Store::connect(opts).await })
+        })
+        .collect();
+    for s in starts {
+        let store = s.await.unwrap().expect("a simultaneous start");
+        store.ping().await.unwrap();
+    }
+    let store = db.store().await;
+    assert!(store.record_faults(&[fault("prod", "f1")]).await.unwrap()[0].created);
 }
 
 async fn connection_states_are_replaced_per_cluster(db: &TestDb) {

@@ -11,8 +11,7 @@ use crate::common::{fault, store_options, TestDb};
 async fn an_unknown_scheme_is_named_and_no_password_is_shown() {
     let err = Store::connect(store_options("mysql://app:hunter2@db/nc"))
         .await
-        .err()
-        .expect("mysql is not supported");
+        .expect_err("mysql is not supported");
     let msg = err.to_string();
     assert!(matches!(err, StoreError::InvalidInput(_)), "{err:?}");
     assert!(msg.contains("\"mysql\""), "{msg}");
@@ -26,8 +25,7 @@ async fn an_unreachable_postgres_is_unavailable_and_no_password_is_shown() {
     opts.acquire_timeout = Duration::from_secs(2);
     let err = Store::connect(opts)
         .await
-        .err()
-        .expect("nothing listens on port 1");
+        .expect_err("nothing listens on port 1");
     assert!(err.is_unavailable(), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
 }
@@ -111,7 +109,7 @@ async fn a_stopped_postgres_is_unavailable_and_the_store_recovers() {
     let store = db.store_with(opts).await;
     store.record_faults(&[fault("prod", "f1")]).await.unwrap();
 
-    std::thread::scope(|s| s.spawn(|| server.stop()).join().unwrap());
+    server.stop_async().await;
     let err = store
         .record_faults(&[fault("prod", "f2")])
         .await
@@ -120,7 +118,7 @@ async fn a_stopped_postgres_is_unavailable_and_the_store_recovers() {
     let err = store.claim("w", crate::WIDE).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
 
-    std::thread::scope(|s| s.spawn(|| server.start_again()).join().unwrap());
+    server.start_again_async().await;
     // The pool reconnects by itself; poll with a deadline.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let rec = loop {

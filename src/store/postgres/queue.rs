@@ -47,21 +47,31 @@ async fn claim_once(
     if running >= i64::from(limits.max_concurrent_agents) {
         return Ok(None);
     }
+    let candidate: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM incidents WHERE status = 'pending' AND cluster NOT IN \
+           (SELECT cluster FROM incidents WHERE status = 'running' \
+            GROUP BY cluster HAVING count(*) >= $1) \
+         ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(i64::from(limits.max_agents_per_cluster))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(StoreError::db(CTX))?;
+    let Some(candidate) = candidate else {
+        return Ok(None);
+    };
+    // Read the clock only now: every completion this claim saw as committed took its finish time
+    // before that, so a run's start never precedes the end of the run it replaced.
     let now = time::now();
     let row = sqlx::query(&format!(
         "UPDATE incidents SET status = 'running', attempt = attempt + 1, started_at = $1, \
          lease_owner = $2, lease_expires_at = $3, finished_at = NULL, failure_reason = NULL \
-         WHERE status = 'pending' AND id = (SELECT id FROM incidents \
-           WHERE status = 'pending' AND cluster NOT IN \
-             (SELECT cluster FROM incidents WHERE status = 'running' \
-              GROUP BY cluster HAVING count(*) >= $4) \
-           ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-         RETURNING {INCIDENT_COLUMNS}"
+         WHERE id = $4 AND status = 'pending' RETURNING {INCIDENT_COLUMNS}"
     ))
     .bind(now)
     .bind(owner)
     .bind(now + lease)
-    .bind(i64::from(limits.max_agents_per_cluster))
+    .bind(candidate)
     .fetch_optional(&mut *tx)
     .await
     .map_err(StoreError::db(CTX))?;
