@@ -13,7 +13,7 @@ use std::time::Duration;
 use nightcrier::agent::{live_processes_with_marker, marker_value, AgentRunner, MARKER_VAR};
 use nightcrier::incident::IncidentStatus;
 use nightcrier::store::ClaimLimits;
-use nightcrier::worker::{WorkerPool, RESTART_REASON, SHUTDOWN_REASON};
+use nightcrier::worker::{PoolSettings, WorkerPool, RESTART_REASON, SHUTDOWN_REASON};
 use stub::*;
 use tokio_util::sync::CancellationToken;
 use worker_support::*;
@@ -107,6 +107,48 @@ async fn shutdown_mid_run_terminates_the_agent_and_requeues_it() {
         live_processes_with_marker(ids[0], 1).is_empty(),
         "agent {pid} terminated"
     );
+    let inc = get(&rig.store, ids[0]).await;
+    assert_eq!(inc.status, IncidentStatus::Pending);
+    assert_eq!(inc.attempt, 1);
+    let runs = rig.store.agent_runs(ids[0]).await.unwrap();
+    assert_eq!(runs[0].reason.as_deref(), Some(SHUTDOWN_REASON));
+}
+
+#[tokio::test]
+async fn a_second_signal_kills_agents_that_ignore_sigterm_at_once() {
+    let rig = Rig::new().await;
+    let ids = record(&rig.store, vec![fault("stubborn-1", "p")]).await;
+    let mut config = rig.config.clone();
+    config.agent.timeout = Duration::from_secs(600);
+    // Far longer than the test may take: only the second signal can end this run in time.
+    config.agent.kill_grace = Duration::from_secs(120);
+    let mut s = PoolSettings::from_config(&config);
+    s.shutdown_grace = Duration::from_secs(3600);
+    let pool = WorkerPool::new(rig.store.clone(), Arc::new(AgentRunner::new(&config)), s);
+    let (soft, hard) = (CancellationToken::new(), CancellationToken::new());
+    let task = tokio::spawn(pool.run(soft.clone(), hard.clone()));
+    eventually("the agent's pid to be recorded", LONG, || async {
+        rig.store
+            .agent_runs(ids[0])
+            .await
+            .unwrap()
+            .first()
+            .and_then(|r| r.pid)
+    })
+    .await;
+
+    soft.cancel();
+    hard.cancel();
+    tokio::time::timeout(LONG, task)
+        .await
+        .expect("the pool stops without waiting out the kill grace")
+        .unwrap();
+    eventually("the agent's group to be gone", LONG, || async {
+        live_processes_with_marker(ids[0], 1)
+            .is_empty()
+            .then_some(())
+    })
+    .await;
     let inc = get(&rig.store, ids[0]).await;
     assert_eq!(inc.status, IncidentStatus::Pending);
     assert_eq!(inc.attempt, 1);

@@ -340,8 +340,15 @@ impl<R: IncidentRunner> WorkerPool<R> {
         tokio::pin!(deadline);
         let mut aborted = false;
         loop {
+            if !aborted && hard.is_cancelled() {
+                // A second signal: no waiting for the agents' kill grace. Dropping a run kills its
+                // agent's group at once; the pool requeues what the aborted tasks could not.
+                aborted = true;
+                self.runs.abort_all();
+            }
             tokio::select! {
                 biased;
+                _ = hard.cancelled(), if !aborted => {}
                 _ = &mut deadline, if !aborted => {
                     aborted = true;
                     warn!(running = self.runs.len(), "runs did not stop in time; abandoning them");

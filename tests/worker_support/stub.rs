@@ -29,6 +29,7 @@ case "$cluster" in
   missing*) exit 0 ;;
   tiny*)    echo tiny > "$report" ;;
   slow*)    sleep 60 ;;
+  stubborn*) trap '' TERM; sleep 60 ;;
   brief*)   sleep 0.05; printf '%0200d\n' 0 > "$report" ;;
   *)        exit 9 ;;
 esac
