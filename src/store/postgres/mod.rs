@@ -4,6 +4,7 @@
 
 mod listener;
 mod queue;
+mod reporting;
 mod rows;
 
 use std::future::Future;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 pub(super) use listener::spawn_listener;
 pub(super) use queue::*;
+pub(super) use reporting::*;
 
 use super::batch::Group;
 use super::{time, ListFilter, Recorded, Result, StatusCount, StoreError, StoreOptions};

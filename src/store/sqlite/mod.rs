@@ -1,6 +1,7 @@
 //! The SQLite backend: one file in WAL mode; writers serialise on `BEGIN IMMEDIATE`.
 
 mod queue;
+mod reporting;
 mod rows;
 
 use std::str::FromStr;
@@ -11,6 +12,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 pub(super) use queue::*;
+pub(super) use reporting::*;
 
 use super::batch::Group;
 use super::{time, ListFilter, Recorded, Result, StatusCount, StoreError, StoreOptions};
