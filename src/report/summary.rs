@@ -11,8 +11,9 @@ use super::render::markdown_options;
 
 /// Longest summary text, in characters.
 pub const MAX_SUMMARY_CHARS: usize = 300;
-/// A paragraph shorter than this is not "meaningful" for the fallback (a date, a label).
-const MIN_PARAGRAPH_CHARS: usize = 25;
+/// A paragraph shorter than this is not "meaningful" for the fallback (a byline, a label), unless
+/// the report has nothing longer.
+const MIN_PARAGRAPH_CHARS: usize = 60;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Summary {
@@ -45,10 +46,16 @@ pub fn summarize(markdown: &str) -> Summary {
     let root_cause = find_labelled(&blocks, is_root_cause_label).map(|t| truncate(&t));
     let confidence = find_labelled(&blocks, is_confidence_label).and_then(|t| confidence_level(&t));
     let excerpt = if root_cause.is_none() {
-        blocks.iter().find_map(|b| match b {
-            Block::Text(t) if t.chars().count() >= MIN_PARAGRAPH_CHARS => Some(truncate(t)),
-            _ => None,
-        })
+        let texts = || {
+            blocks.iter().filter_map(|b| match b {
+                Block::Text(t) => Some(t),
+                _ => None,
+            })
+        };
+        texts()
+            .find(|t| t.chars().count() >= MIN_PARAGRAPH_CHARS)
+            .or_else(|| texts().next())
+            .map(|t| truncate(t))
     } else {
         None
     };
