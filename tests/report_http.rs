@@ -88,7 +88,7 @@ async fn pages_show_incidents_reports_and_logs() {
     let (status, _, body) = raw_get(srv.addr, &format!("/incidents/{}", inc.id)).await;
     assert_eq!(status, 200, "{body}");
     assert!(
-        body.contains("<h2>Root Cause</h2>") && body.contains("The new image"),
+        body.contains("<h2>Root cause</h2>") && body.contains("The new image"),
         "{body}"
     );
     assert!(body.contains("High (90%)"));
