@@ -225,10 +225,10 @@ fn blocks(markdown: &str) -> Vec<Block> {
                 out.push(Block::Row(std::mem::take(&mut row)));
             }
             // A nested list ends its parent item's own text.
-            Event::Start(Tag::List(_)) | Event::End(TagEnd::Paragraph | TagEnd::Item) => {
-                if !in_table {
-                    flush(&mut text, &mut out);
-                }
+            Event::Start(Tag::List(_)) | Event::End(TagEnd::Paragraph | TagEnd::Item)
+                if !in_table =>
+            {
+                flush(&mut text, &mut out);
             }
             Event::Text(t) | Event::Code(t) if !in_code => text.push_str(&t),
             Event::SoftBreak | Event::HardBreak => text.push(' '),
