@@ -19,6 +19,7 @@ use crate::health::Health;
 use crate::http::{HttpServer, HttpState};
 use crate::ingest::{self, IngestWriter, WriterOptions};
 use crate::mcp::{self, McpFleet};
+use crate::report::{ReportError, Reporter};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::supervise::supervise;
 use crate::telemetry::{self, MetricsUpkeep};
@@ -45,6 +46,8 @@ pub enum AppError {
     Http(#[from] crate::http::HttpError),
     #[error(transparent)]
     Mcp(#[from] mcp::McpError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
 }
 
 /// A built application: the database is open and migrated and the HTTP address is bound, so
@@ -55,6 +58,8 @@ pub struct App {
     health: Health,
     http: Option<HttpServer>,
     metrics: PrometheusHandle,
+    /// Renders, archives and announces finished runs; a side task.
+    reporter: Reporter,
     /// `kubectl auth can-i` checks at start (off for the demo, which has no real cluster).
     preflight: bool,
 }
@@ -79,9 +84,11 @@ impl App {
                 source,
             })?;
         let health = Health::new();
+        let reporter = Reporter::from_config(store.clone(), &config)?;
         let http = HttpServer::bind_configured(
             &config.http,
-            HttpState::new(store.clone(), health.clone(), metrics.clone()),
+            HttpState::new(store.clone(), health.clone(), metrics.clone())
+                .with_workspace_root(config.workspace_root.clone()),
         )
         .await?;
         Ok(App {
@@ -90,6 +97,7 @@ impl App {
             health,
             http,
             metrics,
+            reporter,
             preflight: true,
         })
     }
@@ -145,6 +153,7 @@ impl App {
             health,
             http,
             metrics,
+            reporter,
             preflight,
         } = self;
 
@@ -204,6 +213,11 @@ impl App {
                 .run(t)
                 .await;
             "metrics upkeep"
+        });
+        let t = side.clone();
+        tasks.spawn(async move {
+            reporter.run(t).await;
+            "reporter"
         });
         let http_task = http.map(|server| {
             let t = http_token.clone();

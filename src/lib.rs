@@ -16,6 +16,7 @@ pub mod http;
 pub mod incident;
 pub mod ingest;
 pub mod mcp;
+pub mod report;
 pub mod signals;
 pub mod simulate;
 pub mod store;

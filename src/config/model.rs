@@ -23,6 +23,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub agent: AgentConfig,
     pub http: HttpConfig,
+    pub reporting: ReportingConfig,
+    pub notifications: NotificationsConfig,
     pub clusters: Vec<ClusterConfig>,
 }
 
@@ -38,6 +40,8 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             agent: AgentConfig::default(),
             http: HttpConfig::default(),
+            reporting: ReportingConfig::default(),
+            notifications: NotificationsConfig::default(),
             clusters: Vec::new(),
         }
     }
@@ -349,6 +353,95 @@ impl Default for TriageConfig {
         Self {
             enabled: true,
             kubeconfig: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportingConfig {
+    /// Public address of the HTTP endpoint, used in links (Slack messages); defaults to
+    /// `http://<http.listen>`.
+    pub base_url: Option<String>,
+    /// How often the reporter looks for finished incidents not reported yet (it is also woken
+    /// when a run finishes in this process).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Attempts at reporting one incident (render, upload, notify) before it is given up.
+    pub max_attempts: u32,
+    /// Optional upload of each report's files to object storage.
+    pub artifacts: Option<ArtifactsConfig>,
+}
+
+impl Default for ReportingConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            poll_interval: Duration::from_secs(2),
+            max_attempts: 5,
+            artifacts: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsConfig {
+    /// `s3://bucket/prefix`, `az://container/prefix`, `gs://bucket/prefix`, `file:///path` or
+    /// `memory://` (needs the `object-storage` build feature).
+    pub url: String,
+    /// Store options (`aws_access_key_id`, `azure_storage_account_key`...); values are secrets.
+    /// Credentials also come from the usual environment variables.
+    #[serde(default)]
+    pub options: BTreeMap<String, Secret>,
+    /// Public address of the uploaded files used in links, when the bucket is served over HTTP.
+    #[serde(default)]
+    pub public_base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    pub slack: Option<SlackConfig>,
+    /// Consecutive failed (or timed-out) runs that send one "triage degraded" message.
+    pub failure_threshold: u32,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            slack: None,
+            failure_threshold: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The incoming-webhook URL; it is a credential.
+    pub webhook_url: Secret,
+    /// Bound on one POST.
+    #[serde(default = "default_slack_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts per message (5xx, 429, network errors are retried with backoff).
+    #[serde(default = "default_slack_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_slack_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_slack_max_attempts() -> u32 {
+    4
+}
+
+impl SlackConfig {
+    pub fn new(webhook_url: impl Into<String>) -> Self {
+        Self {
+            webhook_url: Secret::new(webhook_url),
+            timeout: default_slack_timeout(),
+            max_attempts: default_slack_max_attempts(),
         }
     }
 }

@@ -148,6 +148,8 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
         );
     }
 
+    check_reporting(&mut ck, c);
+
     let mut seen = HashSet::new();
     for (i, cl) in c.clusters.iter().enumerate() {
         let key = format!("clusters[{i}]");
@@ -224,6 +226,60 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
         Ok(ck.warnings)
     } else {
         Err(ck.problems)
+    }
+}
+
+fn check_reporting(ck: &mut Checker, c: &Config) {
+    let r = &c.reporting;
+    if let Some(base) = &r.base_url {
+        match url::Url::parse(base) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => ck.fail(
+                "reporting.base_url",
+                format!("{base:?} is not an http(s) URL like https://nightcrier.example.com"),
+            ),
+        }
+    }
+    ck.nonzero("reporting.poll_interval", r.poll_interval);
+    ck.positive("reporting.max_attempts", r.max_attempts.into());
+    if let Some(a) = &r.artifacts {
+        match url::Url::parse(&a.url) {
+            Ok(u) if matches!(u.scheme(), "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" | "file" | "memory" | "https") => {
+                if !cfg!(feature = "object-storage") {
+                    ck.fail(
+                        "reporting.artifacts.url",
+                        "object storage needs a build with the `object-storage` feature (cargo build --features object-storage)",
+                    );
+                }
+            }
+            _ => ck.fail(
+                "reporting.artifacts.url",
+                format!(
+                    "{:?} is not an object-store URL like s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///path",
+                    a.url
+                ),
+            ),
+        }
+    }
+    let n = &c.notifications;
+    ck.positive(
+        "notifications.failure_threshold",
+        n.failure_threshold.into(),
+    );
+    if let Some(slack) = &n.slack {
+        // The URL is a secret: say what is wrong with it without echoing it.
+        match url::Url::parse(slack.webhook_url.expose()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => ck.fail(
+                "notifications.slack.webhook_url",
+                "is not an http(s) URL like https://hooks.slack.com/services/...",
+            ),
+        }
+        ck.nonzero("notifications.slack.timeout", slack.timeout);
+        ck.positive(
+            "notifications.slack.max_attempts",
+            slack.max_attempts.into(),
+        );
     }
 }
 

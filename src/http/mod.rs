@@ -1,12 +1,14 @@
-//! The HTTP endpoint: liveness, readiness and Prometheus metrics (incident pages come later).
+//! The HTTP endpoint: liveness, readiness, Prometheus metrics and read-only incident pages.
 //!
 //! This module owns the listener, the routes and how health is shown over HTTP. It must not
 //! mutate state without authentication (nothing here mutates at all) and must not decide what
 //! is healthy: it reads [`crate::health`] and pings the store.
 
+mod incidents;
 mod routes;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
@@ -47,6 +49,8 @@ pub struct HttpState {
     pub metrics: PrometheusHandle,
     /// How long `/readyz` waits for the database.
     pub ping_timeout: Duration,
+    /// Where the incident pages read workspaces from (`workspace_root`).
+    pub workspace_root: PathBuf,
 }
 
 impl HttpState {
@@ -56,7 +60,14 @@ impl HttpState {
             health,
             metrics,
             ping_timeout: crate::health::DEFAULT_PING_TIMEOUT,
+            workspace_root: crate::config::Config::default().workspace_root,
         }
+    }
+
+    /// The incident pages serve files of `<root>/<incident-id>/` only.
+    pub fn with_workspace_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.workspace_root = root.into();
+        self
     }
 }
 

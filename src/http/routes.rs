@@ -18,6 +18,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(super::incidents::routes())
         .with_state(state)
 }
 

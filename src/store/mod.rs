@@ -153,6 +153,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
+mod reporting;
+pub use reporting::MAX_UNREPORTED_LIMIT;
+
 impl Store {
     /// Opens the pool (creating a SQLite file and its parent directory) and applies migrations.
     pub async fn connect(opts: StoreOptions) -> Result<Store> {

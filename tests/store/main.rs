@@ -7,6 +7,7 @@ mod common;
 mod concurrency;
 mod conformance;
 mod queue;
+mod reporting;
 mod specific;
 
 use std::time::Duration;

@@ -5,6 +5,7 @@
 mod listener;
 mod queue;
 mod record;
+mod reporting;
 mod rows;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use uuid::Uuid;
 pub(super) use listener::spawn_listener;
 pub(super) use queue::*;
 pub(super) use record::record_faults;
+pub(super) use reporting::*;
 
 use super::{time, ListFilter, Result, StatusCount, StoreError, StoreOptions};
 use crate::config::DatabaseUrl;

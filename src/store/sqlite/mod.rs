@@ -2,6 +2,7 @@
 
 mod queue;
 mod record;
+mod reporting;
 mod rows;
 
 use std::str::FromStr;
@@ -13,6 +14,7 @@ use uuid::Uuid;
 
 pub(super) use queue::*;
 pub(super) use record::record_faults;
+pub(super) use reporting::*;
 
 use super::{time, ListFilter, Result, StatusCount, StoreError, StoreOptions};
 use crate::config::DatabaseUrl;

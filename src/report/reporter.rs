@@ -1,0 +1,375 @@
+//! The reporter task: polls the store for finished, unreported runs and reports each once, in
+//! finish order (which is what the failure breaker counts in).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::breaker::{Breaker, FailedRun, Transition};
+use super::message::{self, Links};
+use super::render::render_page;
+use super::slack::{NotifyError, SlackNotifier};
+use super::summary::{summarize, Summary};
+use crate::agent::Workspace;
+use crate::config::Config;
+use crate::incident::{Incident, IncidentStatus};
+use crate::store::{Store, StoreError};
+
+/// Incidents read per store query.
+pub const DEFAULT_BATCH: u32 = 50;
+/// Reports larger than this are not rendered (an agent gone wild); the page says so.
+pub const MAX_REPORT_BYTES: u64 = 5 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("notifications.slack: {0}")]
+    Slack(#[from] NotifyError),
+    #[cfg(feature = "object-storage")]
+    #[error(transparent)]
+    Artifacts(#[from] super::artifacts::ArtifactError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReporterSettings {
+    pub workspace_root: PathBuf,
+    /// Public address of the HTTP endpoint for links.
+    pub base_url: Option<String>,
+    pub poll_interval: Duration,
+    /// Reporting tries of one run (uploads) before it is reported without them.
+    pub max_attempts: u32,
+    pub failure_threshold: u32,
+    pub batch: u32,
+}
+
+impl ReporterSettings {
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            workspace_root: c.workspace_root.clone(),
+            base_url: super::base_url(c),
+            poll_interval: c.reporting.poll_interval,
+            max_attempts: c.reporting.max_attempts.max(1),
+            failure_threshold: c.notifications.failure_threshold,
+            batch: DEFAULT_BATCH,
+        }
+    }
+}
+
+/// What one pass did; the loop logs only when something happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReportCounts {
+    /// Runs marked reported.
+    pub reported: u64,
+    /// `investigation.html` files written.
+    pub rendered: u64,
+    pub notified: u64,
+    /// Messages that failed after their retries (logged and counted, not retried later).
+    pub notify_failed: u64,
+    pub uploaded: u64,
+    /// Runs left for a later pass (an upload failed).
+    pub deferred: u64,
+}
+
+impl ReportCounts {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `output/investigation.html` of a workspace.
+pub fn html_report_file(ws: &Workspace) -> PathBuf {
+    ws.output_dir().join("investigation.html")
+}
+
+pub struct Reporter {
+    store: Store,
+    settings: ReporterSettings,
+    slack: Option<SlackNotifier>,
+    #[cfg(feature = "object-storage")]
+    artifacts: Option<super::artifacts::ArtifactStore>,
+    breaker: Breaker,
+}
+
+impl Reporter {
+    pub fn new(store: Store, settings: ReporterSettings) -> Self {
+        let breaker = Breaker::new(settings.failure_threshold);
+        Self {
+            store,
+            settings,
+            slack: None,
+            #[cfg(feature = "object-storage")]
+            artifacts: None,
+            breaker,
+        }
+    }
+
+    /// From `reporting.*` and `notifications.*`.
+    pub fn from_config(store: Store, c: &Config) -> Result<Self, ReportError> {
+        #[allow(unused_mut)]
+        let mut r = Self::new(store, ReporterSettings::from_config(c));
+        if let Some(slack) = &c.notifications.slack {
+            r = r.with_slack(SlackNotifier::from_config(slack)?);
+        }
+        #[cfg(feature = "object-storage")]
+        if let Some(a) = &c.reporting.artifacts {
+            r = r.with_artifacts(super::artifacts::ArtifactStore::from_config(a)?);
+        }
+        Ok(r)
+    }
+
+    pub fn with_slack(mut self, slack: SlackNotifier) -> Self {
+        self.slack = Some(slack);
+        self
+    }
+
+    #[cfg(feature = "object-storage")]
+    pub fn with_artifacts(mut self, store: super::artifacts::ArtifactStore) -> Self {
+        self.artifacts = Some(store);
+        self
+    }
+
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// Polls every `poll_interval` until `token` is cancelled. A pass in progress is abandoned
+    /// on cancel; its unmarked runs are reported after the next start.
+    pub async fn run(mut self, token: CancellationToken) {
+        let mut store_down = false;
+        loop {
+            let pass = tokio::select! {
+                _ = token.cancelled() => return,
+                r = self.run_once() => r,
+            };
+            match pass {
+                Ok(counts) => {
+                    if store_down {
+                        tracing::info!("reporter reads the store again");
+                        store_down = false;
+                    }
+                    if !counts.is_empty() {
+                        tracing::debug!(?counts, "reporter pass");
+                    }
+                    // A full batch means more may be waiting.
+                    if counts.reported + counts.deferred >= u64::from(self.settings.batch) {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    // Once per outage, not once per poll.
+                    if !store_down {
+                        tracing::warn!(error = %e, "reporter cannot read the store; will retry");
+                        store_down = true;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Reports every finished, unreported run (one batch), oldest first.
+    pub async fn run_once(&mut self) -> Result<ReportCounts, StoreError> {
+        let mut counts = ReportCounts::default();
+        let batch = self
+            .store
+            .unreported_finished(self.settings.batch.max(1))
+            .await?;
+        for incident in batch {
+            let done = match incident.status {
+                IncidentStatus::Succeeded => self.report_success(&incident, &mut counts).await?,
+                _ => {
+                    self.report_failure(&incident, &mut counts).await;
+                    true
+                }
+            };
+            if done {
+                self.store
+                    .mark_reported(incident.id, incident.attempt)
+                    .await?;
+                metrics::counter!("nightcrier_reports_total", "outcome" => incident.status.as_str())
+                    .increment(1);
+                counts.reported += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// `Ok(false)`: left for a later pass.
+    async fn report_success(
+        &mut self,
+        incident: &Incident,
+        counts: &mut ReportCounts,
+    ) -> Result<bool, StoreError> {
+        let ws = Workspace::new(&self.settings.workspace_root, incident.id);
+        let summary = match read_report(&ws.report_file()).await {
+            Ok(markdown) => {
+                match write_html(&ws, &render_page(incident, &markdown)).await {
+                    Ok(()) => counts.rendered += 1,
+                    Err(e) => tracing::warn!(
+                        incident_id = %incident.id, cluster = %incident.cluster, error = %e,
+                        "cannot write investigation.html; the page renders it on request"
+                    ),
+                }
+                summarize(&markdown)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    incident_id = %incident.id, cluster = %incident.cluster, error = %e,
+                    "cannot read the report of a succeeded run"
+                );
+                Summary::default()
+            }
+        };
+        #[allow(unused_mut)]
+        let mut links = Links::for_incident(self.settings.base_url.as_deref(), incident);
+        #[cfg(feature = "object-storage")]
+        match self.upload(&ws, incident, counts).await? {
+            Upload::Done(url) => links.artifact = url,
+            Upload::Later => return Ok(false),
+            Upload::GaveUp => {}
+        }
+        if let Some(Transition::Recovered { failures }) = self.breaker.on_success() {
+            metrics::gauge!("nightcrier_triage_degraded").set(0.0);
+            tracing::info!(failures, "triage recovered: a run succeeded");
+            self.notify(
+                "recovered",
+                incident,
+                &message::recovered(failures, incident),
+                counts,
+            )
+            .await;
+        }
+        self.notify(
+            "success",
+            incident,
+            &message::success(incident, &summary, &links),
+            counts,
+        )
+        .await;
+        Ok(true)
+    }
+
+    async fn report_failure(&mut self, incident: &Incident, counts: &mut ReportCounts) {
+        let reason = incident
+            .failure_reason
+            .clone()
+            .unwrap_or_else(|| incident.status.to_string());
+        let run = FailedRun {
+            incident_id: incident.id,
+            cluster: incident.cluster.clone(),
+            reason,
+        };
+        if let Some(Transition::Degraded { consecutive, last }) = self.breaker.on_failure(run) {
+            metrics::gauge!("nightcrier_triage_degraded").set(1.0);
+            tracing::warn!(
+                consecutive,
+                "triage degraded: consecutive agent runs failed"
+            );
+            let payload = message::degraded(consecutive, &last, self.settings.base_url.as_deref());
+            self.notify("degraded", incident, &payload, counts).await;
+        }
+    }
+
+    async fn notify(
+        &self,
+        kind: &'static str,
+        incident: &Incident,
+        payload: &serde_json::Value,
+        counts: &mut ReportCounts,
+    ) {
+        let Some(slack) = &self.slack else { return };
+        match slack.send(payload).await {
+            Ok(_) => {
+                counts.notified += 1;
+                metrics::counter!("nightcrier_notifications_total", "kind" => kind, "result" => "sent")
+                    .increment(1);
+            }
+            Err(e) => {
+                counts.notify_failed += 1;
+                metrics::counter!("nightcrier_notifications_total", "kind" => kind, "result" => "failed")
+                    .increment(1);
+                tracing::warn!(
+                    incident_id = %incident.id, cluster = %incident.cluster, kind, error = %e,
+                    "Slack notification failed"
+                );
+            }
+        }
+    }
+
+    #[cfg(feature = "object-storage")]
+    async fn upload(
+        &self,
+        ws: &Workspace,
+        incident: &Incident,
+        counts: &mut ReportCounts,
+    ) -> Result<Upload, StoreError> {
+        let Some(artifacts) = &self.artifacts else {
+            return Ok(Upload::GaveUp);
+        };
+        match artifacts.upload_incident(ws, incident.id).await {
+            Ok(up) => {
+                counts.uploaded += 1;
+                metrics::counter!("nightcrier_artifact_uploads_total", "result" => "ok")
+                    .increment(1);
+                Ok(Upload::Done(up.report_url))
+            }
+            Err(e) => {
+                metrics::counter!("nightcrier_artifact_uploads_total", "result" => "failed")
+                    .increment(1);
+                let failures = self
+                    .store
+                    .record_report_failure(incident.id, incident.attempt)
+                    .await?;
+                let give_up =
+                    failures >= i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
+                tracing::warn!(
+                    incident_id = %incident.id, cluster = %incident.cluster, error = %e, failures,
+                    give_up, "artifact upload failed"
+                );
+                if give_up {
+                    Ok(Upload::GaveUp)
+                } else {
+                    counts.deferred += 1;
+                    Ok(Upload::Later)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "object-storage")]
+enum Upload {
+    Done(Option<String>),
+    Later,
+    GaveUp,
+}
+
+/// The report as text, bounded; a missing file is an error (a succeeded run has one).
+pub(crate) async fn read_report(path: &Path) -> std::io::Result<String> {
+    let meta = tokio::fs::metadata(path).await?;
+    if meta.len() > MAX_REPORT_BYTES {
+        return Err(std::io::Error::other(format!(
+            "{} is {} bytes, above the {MAX_REPORT_BYTES}-byte limit",
+            path.display(),
+            meta.len()
+        )));
+    }
+    let bytes = tokio::fs::read(path).await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Written next to the report through a temporary file, so a reader never sees half a page.
+async fn write_html(ws: &Workspace, html: &str) -> std::io::Result<()> {
+    let path = html_report_file(ws);
+    let tmp = path.with_extension("html.tmp");
+    let mut opts = tokio::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true).mode(0o600);
+    let mut file = opts.open(&tmp).await?;
+    tokio::io::AsyncWriteExt::write_all(&mut file, html.as_bytes()).await?;
+    file.sync_all().await?;
+    drop(file);
+    tokio::fs::rename(&tmp, &path).await
+}

@@ -1,0 +1,68 @@
+//! `reporting:` and `notifications:` through the real binary's `config check`: defaults, the
+//! webhook URL redacted, and clear errors that still do not echo it.
+
+use std::process::Command;
+
+fn nightcrier() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nightcrier"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("NIGHTCRIER_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn check(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nightcrier.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = nightcrier()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), all)
+}
+
+#[test]
+fn the_webhook_url_is_redacted_and_defaults_are_shown() {
+    let (ok, out) = check(
+        "notifications:\n  slack:\n    webhook_url: https://hooks.slack.com/services/T1/B2/SeCrEtToKeN\n",
+    );
+    assert!(ok, "{out}");
+    assert!(!out.contains("SeCrEtToKeN"), "{out}");
+    assert!(out.contains("webhook_url: <redacted>"), "{out}");
+    assert!(out.contains("failure_threshold: 3"), "{out}");
+    assert!(out.contains("poll_interval: 2s"), "{out}");
+}
+
+#[test]
+fn bad_values_are_named_without_echoing_the_webhook() {
+    let (ok, out) = check(
+        "reporting:\n  base_url: not a url\n  artifacts:\n    url: ftp://x/y\nnotifications:\n  failure_threshold: 0\n  slack:\n    webhook_url: hooks.slack.com/SeCrEtToKeN\n",
+    );
+    assert!(!ok, "{out}");
+    for key in [
+        "reporting.base_url",
+        "reporting.artifacts.url",
+        "notifications.failure_threshold",
+        "notifications.slack.webhook_url",
+    ] {
+        assert!(out.contains(key), "{key} not named:\n{out}");
+    }
+    assert!(!out.contains("SeCrEtToKeN"), "{out}");
+}
+
+#[cfg(not(feature = "object-storage"))]
+#[test]
+fn artifacts_without_the_feature_say_how_to_get_it() {
+    let (ok, out) = check("reporting:\n  artifacts:\n    url: s3://bucket/prefix\n");
+    assert!(!ok, "{out}");
+    assert!(out.contains("--features object-storage"), "{out}");
+}
