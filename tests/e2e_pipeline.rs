@@ -259,3 +259,41 @@ async fn status_reflects_a_live_run_from_another_process() {
     let ids: HashSet<_> = all.iter().map(|i| i.id).collect();
     assert!(agent_processes(&ids).is_empty());
 }
+
+/// Loose coupling: the MCP connection is lost (the source goes away for good) while an agent
+/// runs; the agent is not disturbed, finishes, and its outcome is recorded while the producer
+/// backs off and retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_mcp_connection_does_not_stop_a_running_agent() {
+    let sim = simulator("gamma").await;
+    let gate = tempfile::tempdir().unwrap();
+    let release = gate.path().join("release");
+    let agent = format!(
+        "echo waiting\nwhile [ ! -f '{}' ]; do sleep 0.05; done\necho released\n{WRITE_REPORT}\n",
+        release.display()
+    );
+    let rig = Rig::sqlite(&[&sim], &agent);
+    let mut run = rig.start_run();
+    subscribed(&sim).await;
+    emit(&sim, 0).await;
+    let store = rig.store().await;
+    let running = wait_until("the agent is running", DEADLINE, || async {
+        all_incidents(&store)
+            .await
+            .into_iter()
+            .find(|i| i.status == IncidentStatus::Running)
+    })
+    .await;
+
+    sim.shutdown().await;
+    run.wait_stdout("connection lost").await;
+    // The connection is gone and stays gone; the agent still runs.
+    assert_eq!(status_of(&store, running.id).await, IncidentStatus::Running);
+    std::fs::write(&release, "").unwrap();
+
+    let done = all_finished(&store, 1, DEADLINE).await;
+    assert_eq!(done[0].id, running.id);
+    assert_eq!(done[0].status, IncidentStatus::Succeeded, "{:?}", done[0]);
+    assert!(rig.agent_log(running.id).contains("released"));
+    run.assert_alive();
+}
