@@ -1,6 +1,7 @@
 //! Store throughput: `record_faults` faults/s at batch sizes 1, 100 and 1000, and claim+complete
 //! per second, on SQLite (a file in a temporary directory) and PostgreSQL (a throwaway server,
 //! or `NIGHTCRIER_TEST_POSTGRES_URL`). Run with `cargo bench --bench store`; prints a table.
+//! `cargo bench --bench store -- sqlite claim` runs one backend and one part.
 //!
 //! Workloads: "new" = every fault opens an incident (the costliest path); "repeats" = faults
 //! cycle over 50 fault ids, as in an event storm (mostly attaching to open incidents).
@@ -30,22 +31,51 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    // Optional filters: `sqlite` / `postgres` pick a backend, `record` / `claim` a part.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let wants = |a: &str, b: &str| {
+        let named = args.iter().any(|x| x == a || x == b);
+        !named || args.iter().any(|x| x == a)
+    };
+    let (sqlite_on, postgres_on) = (wants("sqlite", "postgres"), wants("postgres", "sqlite"));
+    let (record_on, claim_on) = (wants("record", "claim"), wants("claim", "record"));
     rt.block_on(async {
-        println!(
-            "{:<9} {:<8} {:>6} {:>9} {:>12} {:>14}",
-            "backend", "workload", "batch", "faults", "faults/s", "faults/cpu-s"
-        );
         let sqlite = TestDb::sqlite();
-        record_rows(&sqlite).await;
-        let postgres = TestDb::postgres().await;
-        record_rows(&postgres).await;
-        println!();
+        let postgres = match postgres_on {
+            true => Some(TestDb::postgres().await),
+            false => None,
+        };
+        let dbs: Vec<&TestDb> = sqlite_on
+            .then_some(&sqlite)
+            .into_iter()
+            .chain(postgres.as_ref())
+            .collect();
+        if record_on {
+            println!(
+                "{:<9} {:<8} {:>6} {:>9} {:>12} {:>14}",
+                "backend", "workload", "batch", "faults", "faults/s", "faults/cpu-s"
+            );
+            for db in &dbs {
+                record_rows(db).await;
+            }
+            println!();
+        }
+        if !claim_on {
+            return;
+        }
         println!(
-            "{:<9} {:>8} {:>9} {:>18} {:>20}",
-            "backend", "workers", "claims", "claim+complete/s", "claim+complete/cpu-s"
+            "{:<9} {:>8} {:>9} {:>18} {:>20} {:>10} {:>13}",
+            "backend",
+            "workers",
+            "claims",
+            "claim+complete/s",
+            "claim+complete/cpu-s",
+            "claim µs",
+            "complete µs"
         );
-        claim_rows(&sqlite).await;
-        claim_rows(&postgres).await;
+        for db in &dbs {
+            claim_rows(db).await;
+        }
     });
 }
 
@@ -120,35 +150,47 @@ async fn claim_rows(db: &TestDb) {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 let done = outcome();
-                let mut n = 0u64;
-                while let Some(c) = store
-                    .claim(&format!("w{w}"), LIMITS)
-                    .await
-                    .expect("claiming")
-                {
+                let (mut n, mut claiming, mut completing) = (0u64, Duration::ZERO, Duration::ZERO);
+                loop {
+                    let t = Instant::now();
+                    let claim = store
+                        .claim(&format!("w{w}"), LIMITS)
+                        .await
+                        .expect("claiming");
+                    claiming += t.elapsed();
+                    let Some(c) = claim else { break };
+                    let t = Instant::now();
                     let ok = store
                         .complete(c.incident.id, c.attempt, &done)
                         .await
                         .expect("completing");
+                    completing += t.elapsed();
                     assert!(ok);
                     n += 1;
                 }
-                n
+                (n, claiming, completing)
             }));
         }
-        let mut claimed = 0;
+        let (mut claimed, mut claiming, mut completing) = (0, Duration::ZERO, Duration::ZERO);
         for t in tasks {
-            claimed += t.await.expect("a worker");
+            let (n, a, b) = t.await.expect("a worker");
+            claimed += n;
+            claiming += a;
+            completing += b;
         }
         let rate = claimed as f64 / start.elapsed().as_secs_f64();
         let cpu_rate = claimed as f64 / (cpu_seconds() - cpu).max(0.01);
+        // Mean latency of one call, as each worker saw it (waiting for the lock included).
+        let mean_us = |d: Duration| d.as_secs_f64() * 1e6 / claimed.max(1) as f64;
         println!(
-            "{:<9} {:>8} {:>9} {:>18.0} {:>20.0}",
+            "{:<9} {:>8} {:>9} {:>18.0} {:>20.0} {:>10.0} {:>13.0}",
             db.backend(),
             workers,
             claimed,
             rate,
-            cpu_rate
+            cpu_rate,
+            mean_us(claiming),
+            mean_us(completing)
         );
         store.close().await;
     }

@@ -1,8 +1,8 @@
 //! The SQLite queue: claim, lease, fencing and the operator's transitions.
 //!
 //! Every writing transaction holds SQLite's single write lock from its first statement
-//! (`BEGIN IMMEDIATE`), so the counts a claim reads cannot change before it commits: the limits
-//! hold for any number of pools and processes on one file.
+//! (`BEGIN IMMEDIATE`, or a single writing statement), so the counts a claim reads cannot change
+//! before it commits: the limits hold for any number of pools and processes on one file.
 
 use chrono::Duration;
 use sqlx::{Row, SqlitePool};
@@ -13,18 +13,24 @@ use super::rows::{self, INCIDENT_COLUMNS, RUN_COLUMNS};
 use crate::incident::{AgentRun, Incident, IncidentStatus, RunOutcome};
 use crate::store::{time, ClaimLimits, Claimed, RescueCounts, Result, StoreError};
 
+/// One autocommit statement. For a writing statement SQLite takes the write lock before it
+/// reads, so the running counts cannot change before it commits (as with `BEGIN IMMEDIATE`), and
+/// the `agent_run_opens_on_claim` trigger (migration 0003) opens the run row in the same
+/// statement. The clock is read before the lock is granted, so `started_at` is raised to the
+/// latest end already recorded: a claim that waited for the lock while another run finished
+/// must not appear to start before that run ended (the limits are checked from these times).
 pub(in crate::store) async fn claim(
     pool: &SqlitePool,
     owner: &str,
     limits: ClaimLimits,
     lease: Duration,
 ) -> Result<Option<Claimed>> {
-    const CTX: &str = "claiming an incident";
-    let mut tx = begin(pool, CTX).await?;
     let now = time::now();
     let row = sqlx::query(&format!(
-        "UPDATE incidents SET status = 'running', attempt = attempt + 1, started_at = ?1, \
-         lease_owner = ?2, lease_expires_at = ?3, finished_at = NULL, failure_reason = NULL \
+        "UPDATE incidents SET status = 'running', attempt = attempt + 1, \
+           started_at = max(?1, coalesce( \
+             (SELECT max(finished_at) FROM incidents WHERE finished_at IS NOT NULL), 0)), \
+           lease_owner = ?2, lease_expires_at = ?3, finished_at = NULL, failure_reason = NULL \
          WHERE id = (SELECT id FROM incidents WHERE status = 'pending' AND cluster NOT IN \
              (SELECT cluster FROM incidents WHERE status = 'running' \
               GROUP BY cluster HAVING count(*) >= ?4) \
@@ -37,24 +43,13 @@ pub(in crate::store) async fn claim(
     .bind(time::to_micros(now + lease))
     .bind(i64::from(limits.max_agents_per_cluster))
     .bind(i64::from(limits.max_concurrent_agents))
-    .fetch_optional(&mut *tx)
+    .fetch_optional(pool)
     .await
-    .map_err(StoreError::db(CTX))?;
+    .map_err(StoreError::db("claiming an incident"))?;
     let Some(row) = row else {
         return Ok(None);
     };
     let incident = rows::incident(&row)?;
-    sqlx::query(
-        "INSERT INTO agent_runs (incident_id, attempt, worker, started_at) VALUES (?, ?, ?, ?)",
-    )
-    .bind(incident.id.to_string())
-    .bind(incident.attempt)
-    .bind(owner)
-    .bind(time::to_micros(now))
-    .execute(&mut *tx)
-    .await
-    .map_err(StoreError::db(CTX))?;
-    tx.commit().await.map_err(StoreError::db(CTX))?;
     Ok(Some(Claimed {
         attempt: incident.attempt,
         incident,
@@ -152,41 +147,32 @@ async fn finish_run(
     Ok(())
 }
 
+/// One autocommit statement: it finishes the attempt's run row, fenced on the incident still
+/// running that attempt, and the `incident_finishes_with_its_run` trigger (migration 0003)
+/// finishes the incident in the same statement. The end time is read before the write lock is
+/// granted, which is still after the agent ended: it cannot overlap a later run.
 pub(in crate::store) async fn complete(
     pool: &SqlitePool,
     id: Uuid,
     attempt: i32,
     outcome: &RunOutcome,
 ) -> Result<bool> {
-    const CTX: &str = "completing an agent run";
-    let mut tx = begin(pool, CTX).await?;
-    let now = time::to_micros(time::now());
-    let id_text = id.to_string();
     let done = sqlx::query(
-        "UPDATE incidents SET status = ?, failure_reason = ?, finished_at = ?, \
-         lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id = ? AND attempt = ? AND status = 'running'",
+        "UPDATE agent_runs SET finished_at = ?1, outcome = ?2, reason = ?3, exit_code = ?4 \
+         WHERE incident_id = ?5 AND attempt = ?6 AND finished_at IS NULL \
+           AND EXISTS (SELECT 1 FROM incidents \
+                       WHERE id = ?5 AND attempt = ?6 AND status = 'running')",
     )
+    .bind(time::to_micros(time::now()))
     .bind(outcome.status.as_str())
     .bind(&outcome.reason)
-    .bind(now)
-    .bind(&id_text)
+    .bind(outcome.exit_code)
+    .bind(id.to_string())
     .bind(attempt)
-    .execute(&mut *tx)
+    .execute(pool)
     .await
-    .map_err(StoreError::db(CTX))?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
-    }
-    let end = RunEnd {
-        outcome: outcome.status,
-        reason: outcome.reason.as_deref(),
-        exit_code: outcome.exit_code,
-        at: now,
-    };
-    finish_run(&mut tx, &id_text, attempt, end, CTX).await?;
-    tx.commit().await.map_err(StoreError::db(CTX))?;
-    Ok(true)
+    .map_err(StoreError::db("completing an agent run"))?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Returns the new status, or `None` when the lease was already lost.
