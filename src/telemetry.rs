@@ -37,6 +37,9 @@ pub mod names {
     pub const MCP_RECONNECTS: &str = "nightcrier_mcp_reconnects_total";
     pub const MCP_CONNECTED: &str = "nightcrier_mcp_connected";
     pub const TASK_RESTARTS: &str = "nightcrier_task_restarts_total";
+    pub const RUNTIME_TASKS: &str = "nightcrier_runtime_alive_tasks";
+    pub const OPEN_FDS: &str = "process_open_fds";
+    pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 }
 
 /// Upper bounds of the database write histogram: a SQLite commit takes well under a millisecond,
@@ -260,11 +263,54 @@ pub fn describe_metrics() {
         Unit::Count,
         "1 while the cluster's MCP subscription is live, else 0."
     );
+    describe_gauge!(
+        RUNTIME_TASKS,
+        Unit::Count,
+        "Tokio tasks alive in the process (steady when idle; rising means a leak)."
+    );
+    describe_gauge!(
+        OPEN_FDS,
+        Unit::Count,
+        "Open file descriptors of the process."
+    );
+    describe_gauge!(
+        RESIDENT_MEMORY,
+        Unit::Bytes,
+        "Resident memory of the process."
+    );
     describe_counter!(
         TASK_RESTARTS,
         Unit::Count,
         "Supervised tasks restarted after a panic, per task."
     );
+}
+
+/// Samples the process's own vitals into gauges: tokio tasks alive, open file descriptors and
+/// resident memory. A task, connection or memory leak shows as a line that keeps rising across
+/// reconnects. Called on every `/metrics` render and by [`MetricsUpkeep`]; on systems without
+/// `/proc` only the task count is kept.
+pub fn record_process_gauges() {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        metrics::gauge!(names::RUNTIME_TASKS).set(rt.metrics().num_alive_tasks() as f64);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        metrics::gauge!(names::OPEN_FDS).set(fds.count() as f64);
+    }
+    if let Some(kib) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .as_deref()
+        .and_then(vm_rss_kib)
+    {
+        metrics::gauge!(names::RESIDENT_MEMORY).set(kib as f64 * 1024.0);
+    }
+}
+
+/// `VmRSS` from the text of `/proc/<pid>/status`, in KiB.
+fn vm_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Drains histogram samples into their buckets at an interval. Rendering `/metrics` does this
@@ -283,6 +329,7 @@ impl MetricsUpkeep {
 
     pub fn run_once(&self) {
         self.handle.run_upkeep();
+        record_process_gauges();
     }
 
     pub async fn run(self, token: CancellationToken) {
@@ -300,6 +347,13 @@ impl MetricsUpkeep {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resident_memory_is_read_from_proc_status() {
+        let status = "Name:\tnightcrier\nVmPeak:\t  99999 kB\nVmRSS:\t   12345 kB\nThreads:\t4\n";
+        assert_eq!(vm_rss_kib(status), Some(12345));
+        assert_eq!(vm_rss_kib("Name:\tx\n"), None);
+    }
 
     #[test]
     fn level_flag_beats_rust_log_and_a_bare_level_only_touches_nightcrier() {

@@ -209,13 +209,29 @@ impl SimHandle {
     /// A server restart: every connection closes, every session and subscription is lost, and
     /// the same port serves again (old session ids get 404).
     pub async fn restart(&self) -> Result<(), SimError> {
+        self.stop_serving().await;
+        self.serve_again().await
+    }
+
+    /// The server dies: every connection closes, every session and subscription is lost, and
+    /// the port refuses connections until [`SimHandle::serve_again`]. The fault generator keeps
+    /// running (its occurrences reach no one meanwhile).
+    pub async fn stop_serving(&self) {
         let mut server = self.server.lock().await;
         if let Some(old) = server.take() {
             stop_server(old).await;
         }
         self.state.forget_all(false);
-        let listener = bind(self.addr).await?;
-        *server = Some(serve(self.state.clone(), listener));
+    }
+
+    /// Serves again on the same port after [`SimHandle::stop_serving`]; does nothing while
+    /// serving.
+    pub async fn serve_again(&self) -> Result<(), SimError> {
+        let mut server = self.server.lock().await;
+        if server.is_none() {
+            let listener = bind(self.addr).await?;
+            *server = Some(serve(self.state.clone(), listener));
+        }
         Ok(())
     }
 
