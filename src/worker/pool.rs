@@ -174,11 +174,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
     }
 
     async fn fail_panicked(&self, info: &RunInfo, payload: Box<dyn Any + Send>) -> RunEnd {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown payload".to_string());
+        let message = crate::supervise::panic_message(payload.as_ref());
         error!(incident_id = %info.incident_id, cluster = %info.cluster, panic = %message, "run panicked");
         let outcome = RunOutcome {
             status: IncidentStatus::Failed,
