@@ -100,6 +100,8 @@ pub struct Setup {
     pub http_listen: String,
     /// `reconnect.ping_interval`.
     pub ping_interval: Duration,
+    /// `database.acquire_timeout`.
+    pub db_acquire_timeout: Duration,
 }
 
 fn d(x: Duration) -> String {
@@ -114,7 +116,7 @@ impl Setup {
             .map(|(name, endpoint)| json!({"name": name, "mcp": {"endpoint": endpoint}}))
             .collect();
         let doc = json!({
-            "database": {"url": self.db_url},
+            "database": {"url": self.db_url, "acquire_timeout": d(self.db_acquire_timeout)},
             "workspace_root": workspace_root.display().to_string(),
             "limits": {
                 "max_concurrent_agents": self.max_concurrent_agents,
@@ -188,6 +190,7 @@ impl Rig {
             instance_name: "e2e-1".into(),
             http_listen: "127.0.0.1:0".into(),
             ping_interval: Duration::from_secs(30),
+            db_acquire_timeout: Duration::from_secs(5),
         };
         let rig = Rig { dir, setup };
         rig.write_config();
@@ -535,6 +538,37 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .expect("HTTP request");
     let status = resp.status().as_u16();
     (status, resp.text().await.expect("HTTP body"))
+}
+
+/// `/metrics` of a running nightcrier, parsed.
+pub async fn metrics(addr: SocketAddr) -> prom::Exposition {
+    let (code, body) = http_get(addr, "/metrics").await;
+    assert_eq!(code, 200, "/metrics answered {code}: {body}");
+    prom::parse(&body).unwrap_or_else(|e| panic!("/metrics does not parse: {e}"))
+}
+
+/// Resident memory of a process in KiB (`VmRSS`), 0 when it is gone.
+pub fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Open sockets of a process (TCP connections and listeners, Unix sockets).
+pub fn open_sockets(pid: i32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+        })
+        .count()
 }
 
 /// A report the runner accepts (more than `min_report_bytes`).
