@@ -148,7 +148,8 @@ pub(in crate::store) async fn record_faults(
             member_incident[m] = id;
         }
     }
-    let raws: Vec<String> = faults.iter().map(|f| f.raw.to_string()).collect();
+    // Moved into the statement's arguments, not cloned: the raw notification is the largest field.
+    let mut raws: Vec<String> = faults.iter().map(|f| f.raw.to_string()).collect();
     let indices: Vec<usize> = (0..faults.len()).collect();
     for chunk in indices.chunks(CHUNK) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -171,7 +172,7 @@ pub(in crate::store) async fn record_faults(
                 .push_bind(&f.fault.context)
                 .push_bind(&f.fault.timestamp)
                 .push_bind(time::to_micros(time::truncate(f.received_at)))
-                .push_bind(&raws[i]);
+                .push_bind(std::mem::take(&mut raws[i]));
         });
         qb.build()
             .execute(&mut *tx)
