@@ -176,6 +176,42 @@ async fn a_dropped_stream_is_noticed_without_waiting_for_a_ping() {
 }
 
 #[tokio::test]
+async fn an_event_that_never_ends_leads_to_a_new_session_after_the_event_timeout() {
+    let sim = sim(SimConfig::default()).await;
+    let mut c = cluster("prod", &sim.endpoint());
+    c.mcp.event_timeout = Duration::from_millis(800);
+    // Pings are an hour apart and answered: only the unfinished event can end the session.
+    let r = start(c, fast_reconnect(Duration::from_secs(3600)));
+    subscribed(&r, 1).await;
+    // An idle stream is not timed out: well past the event timeout, still the first session.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(sim.sessions_created(), 1, "an idle stream was cut");
+    emit_and_wait(&sim, &r, &specs(0..1), 1).await;
+
+    // An event that begins and never ends, while bytes keep coming.
+    assert_eq!(
+        sim.inject_raw(&b"event: message\ndata: {\"jsonrpc\""[..])
+            .await,
+        1
+    );
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sim.inject_raw(&b",\"x\":1"[..]).await;
+    }
+    subscribed(&r, 2).await;
+    assert_eq!(sim.sessions_created(), 2);
+    let err = r
+        .sink
+        .states()
+        .into_iter()
+        .find_map(|s| s.last_error)
+        .unwrap();
+    assert!(err.contains("mcp.event_timeout"), "{err}");
+    emit_and_wait(&sim, &r, &specs(1..2), 2).await;
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn a_404_on_ping_leads_to_a_new_session() {
     let sim = sim(SimConfig::default()).await;
     let r = start(

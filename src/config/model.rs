@@ -315,6 +315,12 @@ pub struct McpConfig {
     /// `events_subscribe` waits for the server's informers to sync: it gets its own bound.
     #[serde(default = "default_subscribe_timeout", with = "humantime_serde")]
     pub subscribe_timeout: Duration,
+    /// An SSE event still unfinished this long after it began ends the session (a new one is
+    /// opened). Servers write each event whole, so a frame that never ends is a broken server;
+    /// without this bound it would block the cluster's stream while pings still succeed. An
+    /// idle stream between events has no time limit.
+    #[serde(default = "default_event_timeout", with = "humantime_serde")]
+    pub event_timeout: Duration,
 }
 
 fn default_max_event_bytes() -> usize {
@@ -326,6 +332,9 @@ fn default_request_timeout() -> Duration {
 fn default_subscribe_timeout() -> Duration {
     Duration::from_secs(60)
 }
+fn default_event_timeout() -> Duration {
+    Duration::from_secs(60)
+}
 
 impl McpConfig {
     pub fn new(endpoint: impl Into<String>) -> Self {
@@ -335,6 +344,7 @@ impl McpConfig {
             max_event_bytes: default_max_event_bytes(),
             request_timeout: default_request_timeout(),
             subscribe_timeout: default_subscribe_timeout(),
+            event_timeout: default_event_timeout(),
         }
     }
 }

@@ -204,6 +204,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
             &format!("{key}.mcp.subscribe_timeout"),
             cl.mcp.subscribe_timeout,
         );
+        ck.nonzero(&format!("{key}.mcp.event_timeout"), cl.mcp.event_timeout);
         if let Some(agent) = &cl.agent {
             check_agent(&mut ck, &format!("{key}.agent"), agent);
         }

@@ -50,6 +50,8 @@ pub struct SessionOptions {
     pub request_timeout: Duration,
     pub subscribe_timeout: Duration,
     pub max_event_bytes: usize,
+    /// How long one SSE event may stay unfinished (`mcp.event_timeout`).
+    pub event_timeout: Duration,
 }
 
 impl SessionOptions {
@@ -82,6 +84,7 @@ impl SessionOptions {
             headers,
             request_timeout: cfg.request_timeout,
             subscribe_timeout: cfg.subscribe_timeout,
+            event_timeout: cfg.event_timeout,
             max_event_bytes: cfg.max_event_bytes,
         })
     }
@@ -102,6 +105,9 @@ pub struct EventStream {
     parser: SseParser,
     /// Items parsed from the last chunk and not yet handed out (at most one chunk's worth).
     queue: VecDeque<SseItem>,
+    /// When the unfinished event the parser holds began (by the chunk that began it).
+    event_began: Option<tokio::time::Instant>,
+    event_timeout: Duration,
 }
 
 enum StreamState {
@@ -128,10 +134,38 @@ impl EventStream {
                     continue;
                 }
             };
-            match response.chunk().await {
+            // No bound while the stream is idle between events (the server sends no
+            // keepalives; silence is normal), only while an event is unfinished.
+            let chunk = match self.event_began {
+                None => response.chunk().await,
+                Some(began) => {
+                    match tokio::time::timeout_at(began + self.event_timeout, response.chunk())
+                        .await
+                    {
+                        Ok(chunk) => chunk,
+                        Err(_) => {
+                            return Err(McpError::protocol(
+                                "GET stream",
+                                format!(
+                                    "an event stayed unfinished for {:?} (mcp.event_timeout)",
+                                    self.event_timeout
+                                ),
+                            ))
+                        }
+                    }
+                }
+            };
+            match chunk {
                 Ok(Some(bytes)) => {
                     let queue = &mut self.queue;
+                    let before = queue.len();
                     self.parser.feed(&bytes, &mut |i| queue.push_back(i));
+                    // An event that ended in this chunk restarts the clock for the next one.
+                    self.event_began = match self.parser.in_event() {
+                        false => None,
+                        true if queue.len() > before => Some(tokio::time::Instant::now()),
+                        true => Some(self.event_began.unwrap_or_else(tokio::time::Instant::now)),
+                    };
                 }
                 Ok(None) => return Err(McpError::StreamEnded),
                 Err(e) => return Err(McpError::transport("GET stream", e)),
@@ -227,6 +261,8 @@ impl Session {
             state,
             parser: SseParser::new(self.opts.max_event_bytes),
             queue: VecDeque::new(),
+            event_began: None,
+            event_timeout: self.opts.event_timeout,
         };
         within("notifications/initialized", t, async {
             let msg = jsonrpc::notification("notifications/initialized", None);

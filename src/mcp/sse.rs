@@ -208,6 +208,17 @@ impl SseParser {
         });
     }
 
+    /// True while an event has begun and not ended: a partial line, a field of an event that
+    /// has not seen its blank line yet, or an oversized event being skipped. Comment lines alone
+    /// do not begin an event.
+    pub fn in_event(&self) -> bool {
+        !self.line.is_empty()
+            || self.has_data
+            || !self.event.is_empty()
+            || self.id.is_some()
+            || self.discarding.is_some()
+    }
+
     /// Bytes held right now (for tests of the memory bound).
     pub fn buffered_bytes(&self) -> usize {
         self.line.len() + self.data.len() + self.event.len() + self.id.as_ref().map_or(0, Vec::len)
@@ -314,6 +325,26 @@ mod tests {
         p.feed(b"\n\ndata: next\n\n", &mut |i| out.push(i));
         assert!(matches!(out[0], SseItem::Oversized { bytes } if bytes > 4_000_000));
         assert_eq!(out[1], ev("", "next"));
+    }
+
+    #[test]
+    fn in_event_is_true_only_between_an_events_first_byte_and_its_end() {
+        let mut p = SseParser::new(16);
+        let mut items = Vec::new();
+        assert!(!p.in_event());
+        p.feed(b": comment only\n", &mut |i| items.push(i));
+        assert!(!p.in_event(), "a comment line does not begin an event");
+        p.feed(b"event: message\n", &mut |i| items.push(i));
+        assert!(p.in_event());
+        p.feed(b"data: {}\n\n", &mut |i| items.push(i));
+        assert!(!p.in_event());
+        p.feed(b"da", &mut |i| items.push(i));
+        assert!(p.in_event(), "a partial line is part of an event");
+        p.feed(b"ta: 0123456789abcdefghij\n", &mut |i| items.push(i));
+        assert!(p.in_event(), "an oversized event being skipped");
+        p.feed(b"\n", &mut |i| items.push(i));
+        assert!(!p.in_event());
+        assert_eq!(items.len(), 2);
     }
 
     #[test]
