@@ -145,6 +145,26 @@ macro_rules! dispatch {
     };
 }
 
+/// Runs a write to its end even when the caller stops waiting for it. A future dropped while
+/// sqlx's `BEGIN` is in flight leaves its connection inside the transaction, back in the pool;
+/// on SQLite that transaction holds the write lock, and every other writer then waits out its
+/// busy timeout. Shutdown aborts agent tasks, possibly in the middle of their own bookkeeping,
+/// so the queue's writes must not be cancellable halfway. (Seen as a rare 20 s hang of a
+/// requeue after a second signal.)
+async fn detached<T: Send + 'static>(
+    write: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    match tokio::spawn(write).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only when the runtime itself shuts down.
+        Err(_) => Err(StoreError::Database {
+            context: "finishing a write while the runtime shut down",
+            source: sqlx::Error::PoolClosed,
+        }),
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
@@ -257,14 +277,16 @@ impl Store {
             return Err(StoreError::InvalidInput("lease owner is empty".into()));
         }
         let lease = time::duration(limits.lease, "lease")?;
-        dispatch!(self.claim(owner, limits, lease))
+        let (store, owner) = (self.clone(), owner.to_owned());
+        detached(async move { dispatch!(store.claim(&owner, limits, lease)) }).await
     }
 
     /// Extends the lease. `Ok(false)` when the lease is lost (completed, cancelled, rescued, or a
     /// newer attempt): the caller must stop the run.
     pub async fn heartbeat(&self, id: Uuid, attempt: i32, lease: Duration) -> Result<bool> {
         let lease = time::duration(lease, "lease")?;
-        dispatch!(self.heartbeat(id, attempt, lease))
+        let store = self.clone();
+        detached(async move { dispatch!(store.heartbeat(id, attempt, lease)) }).await
     }
 
     /// Records the agent's pid for the running attempt (for crash recovery). `NotFound` when the
@@ -290,7 +312,8 @@ impl Store {
             )))
             }
         }
-        dispatch!(self.complete(id, attempt, outcome))
+        let (store, outcome) = (self.clone(), outcome.clone());
+        detached(async move { dispatch!(store.complete(id, attempt, &outcome)) }).await
     }
 
     /// Gives a running attempt back (shutdown interrupted it): `pending` again, or `failed` with
@@ -304,7 +327,9 @@ impl Store {
         max_attempts: u32,
     ) -> Result<bool> {
         let max = max_attempts_i32(max_attempts)?;
-        let requeued = dispatch!(self.requeue(id, attempt, reason, max))?;
+        let (store, reason) = (self.clone(), reason.to_owned());
+        let requeued =
+            detached(async move { dispatch!(store.requeue(id, attempt, &reason, max)) }).await?;
         if requeued == Some(IncidentStatus::Pending) {
             self.wake();
         }
@@ -314,7 +339,8 @@ impl Store {
     /// Expired leases go back to `pending`, or to `failed` ("lease expired") after `max_attempts`.
     pub async fn rescue_expired(&self, max_attempts: u32) -> Result<RescueCounts> {
         let max = max_attempts_i32(max_attempts)?;
-        let counts = dispatch!(self.rescue_expired(max))?;
+        let store = self.clone();
+        let counts = detached(async move { dispatch!(store.rescue_expired(max)) }).await?;
         if counts.requeued > 0 {
             self.wake();
         }
