@@ -66,12 +66,7 @@ fn env(name: &str, default: usize) -> usize {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
+        .and_then(|s| nightcrier::telemetry::vm_rss_kib(&s))
         .unwrap_or(0)
 }
 

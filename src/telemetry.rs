@@ -305,8 +305,9 @@ pub fn record_process_gauges() {
     }
 }
 
-/// `VmRSS` from the text of `/proc/<pid>/status`, in KiB.
-fn vm_rss_kib(status: &str) -> Option<u64> {
+/// `VmRSS` from the text of `/proc/<pid>/status`, in KiB. Public for the tests and benches that
+/// watch a child process's memory.
+pub fn vm_rss_kib(status: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))

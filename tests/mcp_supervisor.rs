@@ -74,6 +74,15 @@ async fn emit_and_wait(sim: &SimHandle, r: &Running, specs: &[FaultSpec], total:
         .await;
 }
 
+/// The first error the supervisor reported in its connection states.
+fn last_error(r: &Running) -> String {
+    r.sink
+        .states()
+        .into_iter()
+        .find_map(|s| s.last_error)
+        .expect("a reported error")
+}
+
 fn specs(range: std::ops::Range<usize>) -> Vec<FaultSpec> {
     range.map(|i| FaultSpec::generate(i, 42)).collect()
 }
@@ -163,12 +172,7 @@ async fn a_dropped_stream_is_noticed_without_waiting_for_a_ping() {
     subscribed(&r, 1).await;
     assert_eq!(sim.drop_streams(), 1);
     subscribed(&r, 2).await;
-    let err = r
-        .sink
-        .states()
-        .into_iter()
-        .find_map(|s| s.last_error)
-        .unwrap();
+    let err = last_error(&r);
     assert!(err.contains("GET stream"), "{err}");
     assert_eq!(sim.sessions(), 1, "the old session was deleted");
     emit_and_wait(&sim, &r, &specs(0..1), 1).await;
@@ -200,12 +204,7 @@ async fn an_event_that_never_ends_leads_to_a_new_session_after_the_event_timeout
     }
     subscribed(&r, 2).await;
     assert_eq!(sim.sessions_created(), 2);
-    let err = r
-        .sink
-        .states()
-        .into_iter()
-        .find_map(|s| s.last_error)
-        .unwrap();
+    let err = last_error(&r);
     assert!(err.contains("mcp.event_timeout"), "{err}");
     emit_and_wait(&sim, &r, &specs(1..2), 2).await;
     r.stop().await;
@@ -221,12 +220,7 @@ async fn a_404_on_ping_leads_to_a_new_session() {
     subscribed(&r, 1).await;
     sim.expire_sessions(); // streams stay open, requests get 404
     subscribed(&r, 2).await;
-    let err = r
-        .sink
-        .states()
-        .into_iter()
-        .find_map(|s| s.last_error)
-        .unwrap();
+    let err = last_error(&r);
     assert!(err.contains("ping") && err.contains("404"), "{err}");
     emit_and_wait(&sim, &r, &specs(0..2), 2).await;
     r.stop().await;
@@ -245,12 +239,7 @@ async fn an_unanswered_ping_leads_to_a_new_session() {
             s.states().iter().any(|st| st.state == "backing_off")
         })
         .await;
-    let err = r
-        .sink
-        .states()
-        .into_iter()
-        .find_map(|s| s.last_error)
-        .unwrap();
+    let err = last_error(&r);
     assert!(err.contains("ping: no answer within 100ms"), "{err}");
     sim.set_pings_hang(false);
     subscribed(&r, 2).await;
@@ -279,12 +268,7 @@ async fn an_error_of_our_subscription_ends_the_session_others_do_not() {
 
     assert_eq!(sim.fail_subscriptions("watch channel closed").await, 1);
     subscribed(&r, 2).await;
-    let err = r
-        .sink
-        .states()
-        .into_iter()
-        .find_map(|s| s.last_error)
-        .unwrap();
+    let err = last_error(&r);
     assert!(err.contains("watch channel closed"), "{err}");
     emit_and_wait(&sim, &r, &specs(1..2), 2).await;
     r.stop().await;
@@ -318,12 +302,7 @@ async fn a_subscription_missing_from_the_list_leads_to_a_new_session() {
         .unwrap()
         .contains("Subscription Cancelled"));
     subscribed(&r, 2).await;
-    let err = r
-        .sink
-        .states()
-        .into_iter()
-        .find_map(|s| s.last_error)
-        .unwrap();
+    let err = last_error(&r);
     assert!(err.contains("missing"), "{err}");
     r.stop().await;
 }
@@ -440,12 +419,7 @@ async fn request_headers_are_sent_and_never_shown() {
             s.states().iter().any(|st| st.state == "backing_off")
         })
         .await;
-    let err = denied
-        .sink
-        .states()
-        .into_iter()
-        .find_map(|s| s.last_error)
-        .unwrap();
+    let err = last_error(&denied);
     assert!(err.contains("401") && !err.contains("s3cret"), "{err}");
     denied.stop().await;
 }

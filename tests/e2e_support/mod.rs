@@ -551,11 +551,7 @@ pub async fn metrics(addr: SocketAddr) -> prom::Exposition {
 pub fn rss_kib(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
+        .and_then(|s| nightcrier::telemetry::vm_rss_kib(&s))
         .unwrap_or(0)
 }
 
