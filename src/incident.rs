@@ -22,10 +22,14 @@ pub enum IncidentStatus {
     TimedOut,
     Cancelled,
     Skipped,
+    /// The source reported the fault over (a resolved alert) before an agent ran.
+    Resolved,
+    /// Pending longer than the configured TTL: old news, never investigated.
+    Expired,
 }
 
 impl IncidentStatus {
-    pub const ALL: [IncidentStatus; 7] = [
+    pub const ALL: [IncidentStatus; 9] = [
         Self::Pending,
         Self::Running,
         Self::Succeeded,
@@ -33,6 +37,8 @@ impl IncidentStatus {
         Self::TimedOut,
         Self::Cancelled,
         Self::Skipped,
+        Self::Resolved,
+        Self::Expired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +50,8 @@ impl IncidentStatus {
             Self::TimedOut => "timed_out",
             Self::Cancelled => "cancelled",
             Self::Skipped => "skipped",
+            Self::Resolved => "resolved",
+            Self::Expired => "expired",
         }
     }
 
@@ -64,7 +72,7 @@ impl fmt::Display for IncidentStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown incident status {0:?} (expected one of pending, running, succeeded, failed, timed_out, cancelled, skipped)")]
+#[error("unknown incident status {0:?} (expected one of pending, running, succeeded, failed, timed_out, cancelled, skipped, resolved, expired)")]
 pub struct UnknownStatus(pub String);
 
 impl FromStr for IncidentStatus {
