@@ -1,11 +1,11 @@
--- no-transaction
 -- Two more incident states: `resolved` (the source said the fault is over before an agent ran)
 -- and `expired` (pending longer than the operator's TTL). SQLite cannot alter a CHECK constraint,
--- so the table is rebuilt (SQLite's documented 12-step procedure): foreign keys are off while
--- the old table is dropped, or ON DELETE CASCADE would empty the occurrences and runs. The
--- triggers that name `incidents` are dropped first and re-created, since a rename re-checks them.
-PRAGMA foreign_keys = OFF;
-BEGIN IMMEDIATE;
+-- so the table is rebuilt. sqlx runs SQLite migrations inside a transaction, where
+-- `PRAGMA foreign_keys = OFF` has no effect, and dropping a parent table with foreign keys on
+-- deletes its children (ON DELETE CASCADE). So the children are rebuilt too, each new child
+-- pointing at `incidents_new`; the old children go first, then the old parent (nothing left to
+-- cascade into), and the renames carry the new children's references along. The triggers that
+-- name these tables are dropped first and re-created last.
 
 DROP TRIGGER agent_run_opens_on_claim;
 DROP TRIGGER incident_finishes_with_its_run;
@@ -49,8 +49,51 @@ SELECT id, cluster, fault_id, fault_type, severity, namespace, resource_kind,
     lease_expires_at, reported_attempt, report_failures
 FROM incidents;
 
+CREATE TABLE fault_occurrences_new (
+    id               INTEGER PRIMARY KEY,
+    incident_id      TEXT NOT NULL REFERENCES incidents_new (id) ON DELETE CASCADE,
+    cluster          TEXT NOT NULL,
+    fault_id         TEXT NOT NULL,
+    fault_type       TEXT NOT NULL,
+    severity         TEXT NOT NULL,
+    namespace        TEXT,
+    resource_kind    TEXT NOT NULL,
+    resource_name    TEXT NOT NULL,
+    resource_uid     TEXT NOT NULL,
+    context          TEXT NOT NULL,
+    server_timestamp TEXT NOT NULL,
+    received_at      INTEGER NOT NULL,
+    raw              TEXT NOT NULL
+) STRICT;
+INSERT INTO fault_occurrences_new SELECT id, incident_id, cluster, fault_id, fault_type, severity,
+    namespace, resource_kind, resource_name, resource_uid, context, server_timestamp, received_at,
+    raw FROM fault_occurrences;
+
+CREATE TABLE agent_runs_new (
+    incident_id TEXT NOT NULL REFERENCES incidents_new (id) ON DELETE CASCADE,
+    attempt     INTEGER NOT NULL,
+    worker      TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    pid         INTEGER,
+    exit_code   INTEGER,
+    outcome     TEXT CHECK (outcome IN
+                    ('pending', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'skipped')),
+    reason      TEXT,
+    log_path    TEXT,
+    PRIMARY KEY (incident_id, attempt)
+) STRICT;
+INSERT INTO agent_runs_new SELECT incident_id, attempt, worker, started_at, finished_at, pid,
+    exit_code, outcome, reason, log_path FROM agent_runs;
+
+DROP TABLE fault_occurrences;
+DROP TABLE agent_runs;
 DROP TABLE incidents;
 ALTER TABLE incidents_new RENAME TO incidents;
+ALTER TABLE fault_occurrences_new RENAME TO fault_occurrences;
+ALTER TABLE agent_runs_new RENAME TO agent_runs;
+
+CREATE INDEX fault_occurrences_incident ON fault_occurrences (incident_id, id);
 
 CREATE UNIQUE INDEX incidents_open_fault ON incidents (cluster, fault_id)
     WHERE status IN ('pending', 'running');
@@ -77,6 +120,3 @@ BEGIN
         finished_at = NEW.finished_at, lease_owner = NULL, lease_expires_at = NULL
     WHERE id = NEW.incident_id AND attempt = NEW.attempt AND status = 'running';
 END;
-
-COMMIT;
-PRAGMA foreign_keys = ON;
