@@ -139,6 +139,36 @@ pub fn render(
     p
 }
 
+// --- agent tools (owned by the agent-mcp work: what the agent is told about its tools) ---
+
+/// What the agent needs to know about its tools: nightcrier's read-only MCP server (named
+/// `mcp_server`) when offered, and whether kubectl is configured. Appended to the prompt; the
+/// prompt's template may call it where it fits instead.
+pub fn agent_tools_section(mcp_server: Option<&str>, kubectl: bool) -> String {
+    let mut p = String::from("\n## Your tools\n\n");
+    if let Some(name) = mcp_server {
+        let _ = writeln!(
+            p,
+            "- The MCP server `{name}` gives read-only access to the cluster (pods, logs with \
+             `previous: true` for the last crashed container, events, resources, nodes). Prefer \
+             it over kubectl: its calls are recorded as evidence (`evidence/tool-calls.jsonl`; \
+             cite a call by its number). Mutating tools are not offered; a refused or failed call \
+             says why."
+        );
+    }
+    if kubectl {
+        let _ = writeln!(
+            p,
+            "- `kubectl` is configured through `KUBECONFIG` for read commands."
+        );
+    } else {
+        let _ = writeln!(p, "- No kubeconfig is provided: do not use kubectl.");
+    }
+    p
+}
+
+// --- end agent tools ---
+
 fn truncate(s: &str, max_chars: usize) -> String {
     match s.char_indices().nth(max_chars) {
         Some((at, _)) => format!("{}… (truncated)", &s[..at]),

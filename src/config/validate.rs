@@ -310,6 +310,35 @@ fn check_agent(ck: &mut Checker, key: &str, a: &AgentConfig) {
             );
         }
     }
+    ck.positive(&format!("{key}.max_turns"), a.max_turns.into());
+    ck.nonzero(&format!("{key}.mcp_call_timeout"), a.mcp_call_timeout);
+    if a.mcp_max_result_bytes < 1024 || a.mcp_max_result_bytes > 16 * 1024 * 1024 {
+        ck.fail(
+            format!("{key}.mcp_max_result_bytes"),
+            "must be between 1024 and 16777216",
+        );
+    }
+    ck.positive(&format!("{key}.mcp_max_calls"), a.mcp_max_calls.into());
+    if let Some(tools) = &a.allowed_tools {
+        if let Some(bad) = tools
+            .iter()
+            .find(|t| t.trim().is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            ck.fail(
+                format!("{key}.allowed_tools"),
+                format!("{bad:?} is not a tool name"),
+            );
+        }
+    }
+    if a.additional_prompt
+        .as_ref()
+        .is_some_and(|p| p.len() > 64 * 1024)
+    {
+        ck.fail(
+            format!("{key}.additional_prompt"),
+            "is longer than 65536 bytes",
+        );
+    }
     if let Some(p) = &a.system_prompt_file {
         if !p.is_file() {
             ck.warnings.push(format!(
