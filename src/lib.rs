@@ -16,6 +16,7 @@ pub mod http;
 pub mod incident;
 pub mod ingest;
 pub mod mcp;
+pub mod mcp_client;
 pub mod report;
 pub mod signals;
 pub mod simulate;
