@@ -46,7 +46,7 @@ pub use procfs::{
     find_agent_groups, kill_leftover_group, live_group_members, live_processes_with_marker,
     marker_value, wait_group_gone, AgentGroup, MARKER_VAR,
 };
-pub use prompt::REPORT_SECTIONS;
+pub use prompt::{quote, REPORT_SECTIONS, VERDICT_FILE};
 pub use workspace::{Workspace, MAX_OCCURRENCES_IN_FILE};
 
 /// How long [`AgentRunner::kill_leftover`] waits for a killed group to disappear.
@@ -63,6 +63,8 @@ pub struct AgentRunner {
     /// never held across an await.
     permissions: Arc<RwLock<HashMap<String, ClusterPermissions>>>,
     kubectl: PathBuf,
+    /// For the evidence sessions (short-lived, one per run): one pool for all of them.
+    evidence_http: reqwest::Client,
 }
 
 struct ClusterEntry {
@@ -115,6 +117,10 @@ impl AgentRunner {
             clusters: Arc::new(clusters),
             permissions: Arc::default(),
             kubectl: PathBuf::from("kubectl"),
+            evidence_http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
         }
     }
 
@@ -231,7 +237,15 @@ impl AgentRunner {
             pid: None,
             interrupted: false,
         };
-        let (invocation, log) = match self.prepare(&ws, agent, incident, occurrences, attempt) {
+        let evidence = self.gather_evidence(&ws, incident, &cancel).await;
+        let (invocation, log) = match self.prepare(
+            &ws,
+            agent,
+            incident,
+            occurrences,
+            attempt,
+            evidence.as_ref(),
+        ) {
             Ok(prepared) => prepared,
             Err(e) => return finish(report, failed(e.to_string()), started, incident),
         };
@@ -275,6 +289,46 @@ impl AgentRunner {
         finish(report, outcome, started, incident)
     }
 
+    /// The evidence bundle (`evidence/`), when the cluster's `evidence.enabled`; bounded by its
+    /// budget and never an error (gaps are recorded in it).
+    async fn gather_evidence(
+        &self,
+        ws: &Workspace,
+        incident: &Incident,
+        cancel: &CancellationToken,
+    ) -> Option<crate::evidence::Bundle> {
+        let entry = self.clusters.get(&incident.cluster)?;
+        if !entry.config.evidence.enabled || ws.prepare().is_err() {
+            return None;
+        }
+        let target = crate::evidence::Target {
+            cluster: &incident.cluster,
+            fault_type: &incident.fault_type,
+            kind: &incident.resource_kind,
+            namespace: incident.namespace.as_deref(),
+            name: &incident.resource_name,
+        };
+        let dir = ws.dir().join(crate::evidence::EVIDENCE_DIR);
+        let bundle = crate::evidence::gather(
+            &self.evidence_http,
+            &entry.config.mcp,
+            &entry.config.evidence,
+            target,
+            &dir,
+            cancel,
+        )
+        .await;
+        tracing::debug!(
+            incident_id = %incident.id,
+            cluster = %incident.cluster,
+            calls = bundle.index.calls.len(),
+            gaps = bundle.index.gaps().count(),
+            duration_ms = bundle.index.duration_ms,
+            "evidence gathered"
+        );
+        Some(bundle)
+    }
+
     /// Everything before the spawn: directories, `incident.json`, `prompt.md`,
     /// `cluster_permissions.json`, the preset's state files and the opened log.
     fn prepare(
@@ -284,6 +338,7 @@ impl AgentRunner {
         incident: &Incident,
         occurrences: &[FaultOccurrence],
         attempt: i32,
+        evidence: Option<&crate::evidence::Bundle>,
     ) -> Result<(Invocation, File), AgentError> {
         ws.prepare()?;
         ws.write_incident(incident, occurrences, attempt)?;
@@ -301,7 +356,14 @@ impl AgentRunner {
         let appended = (!separate_system_prompt)
             .then_some(system_prompt.as_deref())
             .flatten();
-        let text = prompt::render(incident, occurrences, ws.dir(), &ws.report_file(), appended);
+        let text = prompt::render(
+            incident,
+            occurrences,
+            ws.dir(),
+            &ws.report_file(),
+            appended,
+            evidence,
+        );
         workspace::write_private(&ws.prompt_file(), text.as_bytes())?;
         self.write_permissions(ws, &incident.cluster)?;
 
