@@ -51,7 +51,7 @@ pub use procfs::{
     find_agent_groups, kill_leftover_group, live_group_members, live_processes_with_marker,
     marker_value, wait_group_gone, AgentGroup, MARKER_VAR,
 };
-pub use prompt::REPORT_SECTIONS;
+pub use prompt::{quote, REPORT_SECTIONS, VERDICT_FILE};
 pub use workspace::{Workspace, MAX_OCCURRENCES_IN_FILE};
 
 /// How long [`AgentRunner::kill_leftover`] waits for a killed group to disappear.
@@ -70,6 +70,8 @@ pub struct AgentRunner {
     kubectl: PathBuf,
     /// The presets' API-key variables found in nightcrier's environment at start.
     inherited: Arc<BTreeMap<String, Secret>>,
+    /// For the evidence sessions (short-lived, one per run): one pool for all of them.
+    evidence_http: reqwest::Client,
 }
 
 struct ClusterEntry {
@@ -123,6 +125,10 @@ impl AgentRunner {
             permissions: Arc::default(),
             kubectl: PathBuf::from("kubectl"),
             inherited: Arc::new(inherited_keys(|k| std::env::var(k).ok())),
+            evidence_http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
         }
     }
 
@@ -334,11 +340,19 @@ impl AgentRunner {
             pid: None,
             interrupted: false,
         };
-        let (invocation, log) =
-            match self.prepare(&ws, agent, incident, occurrences, attempt, proxy) {
-                Ok(prepared) => prepared,
-                Err(e) => return finish(report, failed(e.to_string()), started, incident),
-            };
+        let evidence = self.gather_evidence(&ws, incident, &cancel).await;
+        let (invocation, log) = match self.prepare(
+            &ws,
+            agent,
+            incident,
+            occurrences,
+            attempt,
+            evidence.as_ref(),
+            proxy,
+        ) {
+            Ok(prepared) => prepared,
+            Err(e) => return finish(report, failed(e.to_string()), started, incident),
+        };
         if cancel.is_cancelled() {
             report.interrupted = true;
             return finish(report, failed(REASON_INTERRUPTED.into()), started, incident);
@@ -379,6 +393,46 @@ impl AgentRunner {
         finish(report, outcome, started, incident)
     }
 
+    /// The evidence bundle (`evidence/`), when the cluster's `evidence.enabled`; bounded by its
+    /// budget and never an error (gaps are recorded in it).
+    async fn gather_evidence(
+        &self,
+        ws: &Workspace,
+        incident: &Incident,
+        cancel: &CancellationToken,
+    ) -> Option<crate::evidence::Bundle> {
+        let entry = self.clusters.get(&incident.cluster)?;
+        if !entry.config.evidence.enabled || ws.prepare().is_err() {
+            return None;
+        }
+        let target = crate::evidence::Target {
+            cluster: &incident.cluster,
+            fault_type: &incident.fault_type,
+            kind: &incident.resource_kind,
+            namespace: incident.namespace.as_deref(),
+            name: &incident.resource_name,
+        };
+        let dir = ws.dir().join(crate::evidence::EVIDENCE_DIR);
+        let bundle = crate::evidence::gather(
+            &self.evidence_http,
+            &entry.config.mcp,
+            &entry.config.evidence,
+            target,
+            &dir,
+            cancel,
+        )
+        .await;
+        tracing::debug!(
+            incident_id = %incident.id,
+            cluster = %incident.cluster,
+            calls = bundle.index.calls.len(),
+            gaps = bundle.index.gaps().count(),
+            duration_ms = bundle.index.duration_ms,
+            "evidence gathered"
+        );
+        Some(bundle)
+    }
+
     /// Everything before the spawn: directories, `incident.json`, `prompt.md`,
     /// `cluster_permissions.json`, the preset's state files and the opened log.
     fn prepare(
@@ -388,6 +442,7 @@ impl AgentRunner {
         incident: &Incident,
         occurrences: &[FaultOccurrence],
         attempt: i32,
+        evidence: Option<&crate::evidence::Bundle>,
         proxy: Option<&mcp_proxy::ProxyHandle>,
     ) -> Result<(Invocation, File), AgentError> {
         ws.prepare()?;
@@ -406,7 +461,14 @@ impl AgentRunner {
         let appended = (!separate_system_prompt)
             .then_some(system_prompt.as_deref())
             .flatten();
-        let mut text = prompt::render(incident, occurrences, ws.dir(), &ws.report_file(), appended);
+        let mut text = prompt::render(
+            incident,
+            occurrences,
+            ws.dir(),
+            &ws.report_file(),
+            appended,
+            evidence,
+        );
         let entry = self.clusters.get(&incident.cluster);
         let kubectl = agent.kubectl && entry.is_some_and(|c| c.kubeconfig.is_some());
         text.push_str(&prompt::agent_tools_section(

@@ -324,6 +324,38 @@ pub struct ClusterConfig {
     /// Replaces the global `agent` block for this cluster when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentConfig>,
+    /// What nightcrier reads from the cluster's MCP server before the agent starts.
+    #[serde(default)]
+    pub evidence: EvidenceConfig,
+}
+
+/// The evidence bundle gathered before each run (see `evidence`): bounds and the switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    pub enabled: bool,
+    /// Bound on each tool call (and on opening the session).
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// Bound on the whole gathering: the run starts after at most this long.
+    #[serde(with = "humantime_serde")]
+    pub budget: Duration,
+    /// Largest reply kept per call; a larger one is recorded as a gap.
+    pub max_call_bytes: usize,
+    /// Lines of each container log (`tail`).
+    pub log_tail_lines: u32,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            call_timeout: Duration::from_secs(5),
+            budget: Duration::from_secs(15),
+            max_call_bytes: 256 * 1024,
+            log_tail_lines: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

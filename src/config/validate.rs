@@ -205,6 +205,21 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
             cl.mcp.subscribe_timeout,
         );
         ck.nonzero(&format!("{key}.mcp.event_timeout"), cl.mcp.event_timeout);
+        if cl.evidence.enabled {
+            ck.nonzero(
+                &format!("{key}.evidence.call_timeout"),
+                cl.evidence.call_timeout,
+            );
+            ck.nonzero(&format!("{key}.evidence.budget"), cl.evidence.budget);
+            ck.positive(
+                &format!("{key}.evidence.max_call_bytes"),
+                cl.evidence.max_call_bytes as u64,
+            );
+            ck.positive(
+                &format!("{key}.evidence.log_tail_lines"),
+                u64::from(cl.evidence.log_tail_lines),
+            );
+        }
         if let Some(agent) = &cl.agent {
             check_agent(&mut ck, &format!("{key}.agent"), agent);
         }

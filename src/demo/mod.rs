@@ -81,6 +81,7 @@ pub fn demo_config(args: &DemoArgs, dir: &Path, exe: &Path, endpoints: &[String]
             mcp: McpConfig::new(endpoint.clone()),
             triage: TriageConfig::default(),
             agent: None,
+            evidence: Default::default(),
         })
         .collect();
     c

@@ -10,11 +10,11 @@
 //! only ever holds the per-run token. Every call is recorded in the workspace
 //! (`evidence/tool-calls.jsonl`, one result file per call) for the report's evidence references.
 //!
-//! This module owns the agent-facing endpoint and its own small MCP client for the upstream
-//! (initialize, tools/list, tools/call, DELETE). It must not use the `mcp` producer module (the
+//! This module owns the agent-facing endpoint. Upstream it opens its own short-lived session
+//! with the shared client (`mcp_client`); it must not use the `mcp` producer module (the
 //! subscription sessions): the consumer never shares a session with the producer.
 //!
-//! Files: `server` (the endpoint, the filter, the bounds), `upstream` (the client to the
+//! Files: `server` (the endpoint, the filter, the bounds), `upstream` (the run's session to the
 //! cluster's server), `record` (the call log).
 
 mod record;

@@ -19,15 +19,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::record::{CallLog, CallRecord};
-use super::upstream::{Upstream, UpstreamConfigError};
+use super::upstream::Upstream;
 use super::{is_offered, SERVER_NAME};
 use crate::config::{AgentConfig, McpConfig};
+use crate::mcp_client::ClientError;
 
 /// Largest JSON-RPC message accepted from the agent.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
-/// Pages of `tools/list` followed upstream.
-const MAX_LIST_PAGES: usize = 10;
-/// Bound on the upstream `tools/list` (per page).
+/// Bound on the upstream `tools/list`.
 const LIST_MAX_BYTES: usize = 1024 * 1024;
 const FALLBACK_VERSION: &str = "2025-06-18";
 
@@ -51,7 +50,7 @@ impl ProxyLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("the cluster's MCP settings: {0}")]
-    Config(#[from] UpstreamConfigError),
+    Config(#[from] ClientError),
     #[error("binding the agent's MCP endpoint on 127.0.0.1: {0}")]
     Bind(std::io::Error),
 }
@@ -291,40 +290,12 @@ async fn offered(st: &ProxyState) -> Result<Vec<Value>, String> {
     if let Some(tools) = guard.as_ref() {
         return Ok(tools.clone());
     }
-    let fetch = async {
-        let mut tools = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..MAX_LIST_PAGES {
-            let params = match &cursor {
-                Some(c) => json!({"cursor": c}),
-                None => json!({}),
-            };
-            let page = st
-                .upstream
-                .request("tools/list", params, LIST_MAX_BYTES)
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Some(list) = page.get("tools").and_then(Value::as_array) {
-                tools.extend(list.iter().filter(|t| is_offered(t)).cloned());
-            }
-            cursor = page
-                .get("nextCursor")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            if cursor.is_none() {
-                break;
-            }
-        }
-        Ok::<_, String>(tools)
-    };
-    let tools = tokio::time::timeout(st.limits.call_timeout, fetch)
+    let tools = st
+        .upstream
+        .list_tools(st.limits.call_timeout, LIST_MAX_BYTES)
         .await
-        .map_err(|_| {
-            format!(
-                "listing the cluster's tools timed out after {}",
-                humantime::format_duration(st.limits.call_timeout)
-            )
-        })??;
+        .map_err(|e| describe(&e))?;
+    let tools: Vec<Value> = tools.into_iter().filter(is_offered).collect();
     *guard = Some(tools.clone());
     Ok(tools)
 }
@@ -379,31 +350,33 @@ async fn call(st: &ProxyState, params: &Value) -> Value {
         st.log.record(rec, None);
         return tool_error(&reason);
     }
-    let forwarded = json!({"name": tool, "arguments": arguments});
     let outcome = tokio::time::timeout(
         st.limits.call_timeout,
-        st.upstream
-            .request("tools/call", forwarded, st.limits.max_result_bytes),
+        st.upstream.call_tool(
+            &tool,
+            arguments,
+            st.limits.call_timeout,
+            st.limits.max_result_bytes,
+        ),
     )
     .await;
     rec.duration_ms = started.elapsed().as_millis() as u64;
-    let result = match outcome {
-        Err(_) => Err(format!(
+    let timed_out = || {
+        format!(
             "the call timed out after {}",
             humantime::format_duration(st.limits.call_timeout)
-        )),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(result)) => {
-            let size = result.to_string().len();
-            if size > st.limits.max_result_bytes {
-                Err(
-                    super::upstream::UpstreamError::TooLarge(st.limits.max_result_bytes)
-                        .to_string(),
-                )
-            } else {
-                Ok((result, size))
-            }
+        )
+    };
+    let result = match outcome {
+        Err(_) | Ok(Err(ClientError::Timeout { .. })) => Err(timed_out()),
+        Ok(Err(e)) => Err(describe(&e)),
+        Ok(Ok(reply)) if reply.text.len() > st.limits.max_result_bytes => {
+            Err(describe(&ClientError::TooLarge {
+                what: "tools/call",
+                limit: st.limits.max_result_bytes,
+            }))
         }
+        Ok(Ok(reply)) => Ok(reply),
     };
     match result {
         Err(reason) => {
@@ -412,27 +385,23 @@ async fn call(st: &ProxyState, params: &Value) -> Value {
             st.log.record(rec, None);
             tool_error(&reason)
         }
-        Ok((result, size)) => {
-            rec.result_bytes = size;
-            rec.is_error = result.get("isError").and_then(Value::as_bool) == Some(true);
-            let text = result_text(&result);
-            st.log.record(rec, Some(&text));
-            result
+        Ok(reply) => {
+            rec.result_bytes = reply.text.len();
+            rec.is_error = reply.is_error;
+            st.log.record(rec, Some(&reply.text));
+            json!({"content": [{"type": "text", "text": reply.text}], "isError": reply.is_error})
         }
     }
 }
 
-/// The text blocks of a result, joined (what a human reading the evidence wants).
-fn result_text(result: &Value) -> String {
-    let blocks = result.get("content").and_then(Value::as_array);
-    let texts: Vec<&str> = blocks
-        .into_iter()
-        .flatten()
-        .filter_map(|b| b.get("text").and_then(Value::as_str))
-        .collect();
-    if texts.is_empty() {
-        result.to_string()
-    } else {
-        texts.join("\n")
+/// An upstream failure as the agent reads it.
+fn describe(e: &ClientError) -> String {
+    match e {
+        ClientError::TooLarge { limit, .. } => format!(
+            "the answer is larger than {limit} bytes: narrow the request (e.g. fewer lines, one \
+             namespace)"
+        ),
+        ClientError::Transport { .. } => format!("the cluster's MCP server is unreachable ({e})"),
+        _ => format!("the cluster's MCP server: {e}"),
     }
 }
