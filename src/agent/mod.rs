@@ -341,18 +341,15 @@ impl AgentRunner {
             interrupted: false,
         };
         let evidence = self.gather_evidence(&ws, incident, &cancel).await;
-        let (invocation, log) = match self.prepare(
-            &ws,
-            agent,
-            incident,
-            occurrences,
-            attempt,
-            evidence.as_ref(),
+        let context = RunContext {
+            evidence: evidence.as_ref(),
             proxy,
-        ) {
-            Ok(prepared) => prepared,
-            Err(e) => return finish(report, failed(e.to_string()), started, incident),
         };
+        let (invocation, log) =
+            match self.prepare(&ws, agent, incident, occurrences, attempt, context) {
+                Ok(prepared) => prepared,
+                Err(e) => return finish(report, failed(e.to_string()), started, incident),
+            };
         if cancel.is_cancelled() {
             report.interrupted = true;
             return finish(report, failed(REASON_INTERRUPTED.into()), started, incident);
@@ -442,9 +439,9 @@ impl AgentRunner {
         incident: &Incident,
         occurrences: &[FaultOccurrence],
         attempt: i32,
-        evidence: Option<&crate::evidence::Bundle>,
-        proxy: Option<&mcp_proxy::ProxyHandle>,
+        context: RunContext<'_>,
     ) -> Result<(Invocation, File), AgentError> {
+        let RunContext { evidence, proxy } = context;
         ws.prepare()?;
         ws.write_incident(incident, occurrences, attempt)?;
         let system_prompt =
@@ -567,6 +564,14 @@ fn inherited_keys(get: impl Fn(&str) -> Option<String>) -> BTreeMap<String, Secr
             ))
         })
         .collect()
+}
+
+/// What a run has gathered or started before its prompt and invocation are written.
+#[derive(Clone, Copy)]
+struct RunContext<'a> {
+    evidence: Option<&'a crate::evidence::Bundle>,
+    /// The per-run MCP endpoint, when MCP tools are offered.
+    proxy: Option<&'a mcp_proxy::ProxyHandle>,
 }
 
 fn failed(reason: String) -> RunOutcome {
