@@ -110,6 +110,33 @@ pub(crate) fn write_new(dir: &Path, name: &str, content: &[u8]) -> std::io::Resu
     f.write_all(content)
 }
 
+/// Bytes of one evidence file read back at most.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a workspace's bundle back (index and answered files, bounded); `None` without index.
+pub fn load_bundle(workspace: &Path) -> Option<Bundle> {
+    let index = load_index(workspace)?;
+    let dir = workspace.join(EVIDENCE_DIR);
+    let mut texts = HashMap::new();
+    for c in index.calls.iter().filter(|c| c.answered()) {
+        let Some(name) = c.file.as_deref().filter(|n| !n.contains('/')) else {
+            continue;
+        };
+        let Ok(f) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dir.join(name))
+        else {
+            continue;
+        };
+        let mut buf = Vec::new();
+        if f.take(MAX_FILE_BYTES).read_to_end(&mut buf).is_ok() {
+            texts.insert(c.label.clone(), String::from_utf8_lossy(&buf).into_owned());
+        }
+    }
+    Some(Bundle { dir, index, texts })
+}
+
 /// Reads `index.json` of a workspace's bundle, bounded; `None` when there is none or it is not
 /// an index (the agent could have overwritten it).
 pub fn load_index(workspace: &Path) -> Option<Index> {

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{EvidenceConfig, McpConfig};
 use crate::mcp_client::{CallSession, Endpoint};
 
-pub use bundle::{load_index, Bundle, CallRecord, Index, EVIDENCE_DIR, INDEX_FILE};
+pub use bundle::{load_bundle, load_index, Bundle, CallRecord, Index, EVIDENCE_DIR, INDEX_FILE};
 pub use summary::{highlights, Highlights};
 
 /// Stages of follow-up calls at most (owner of the owner, pods of a workload, ...).

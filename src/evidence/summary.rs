@@ -11,7 +11,7 @@ use super::Bundle;
 
 /// Lines quoted at most, and characters per line.
 const MAX_LINES: usize = 40;
-const MAX_LINE_CHARS: usize = 300;
+const MAX_LINE_CHARS: usize = 500;
 /// Error lines taken from a log, and warning events.
 const LOG_LINES: usize = 8;
 const EVENT_LINES: usize = 8;
