@@ -3,6 +3,8 @@
 //! answers) and misbehaves on demand (a tool that hangs, one that answers 1 MB, a server that is
 //! down). Checks the filter, the refusals, the bounds, the record and the token.
 
+mod agent_support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -376,4 +378,93 @@ async fn a_bad_endpoint_is_a_clear_error_at_start() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("ftp://example/mcp"), "{err}");
+}
+
+/// Through the runner: a `command` agent sees the endpoint's variables (not its cluster's
+/// credentials, not nightcrier's API keys), the prompt says what it has, and the endpoint is
+/// gone when the run ends; with `mcp_tools` and `kubectl` off it gets neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_gets_its_own_endpoint_and_loses_it_when_it_ends() {
+    use nightcrier::agent::AgentRunner;
+    use nightcrier::incident::IncidentStatus;
+    use tokio_util::sync::CancellationToken;
+
+    let root = tempfile::tempdir().unwrap();
+    let kubeconfig = root.path().join("prod.kubeconfig");
+    std::fs::write(&kubeconfig, "apiVersion: v1\n").unwrap();
+    let mut agent = agent_support::script_agent("success.sh");
+    agent.additional_prompt = Some("Mention the on-call rota.".into());
+    let mut config = agent_support::config(root.path(), agent);
+    config.clusters[0] = agent_support::cluster("prod", Some(kubeconfig));
+    config.clusters[0].mcp = mcp_config("http://127.0.0.1:1/mcp");
+    let keys = [("ANTHROPIC_API_KEY".to_string(), Secret::new("sk-ant-host"))]
+        .into_iter()
+        .collect();
+    let runner = AgentRunner::new(&config).with_inherited_env(keys);
+    let run = |incident: nightcrier::incident::Incident| {
+        let runner = runner.clone();
+        async move {
+            let occ = agent_support::occurrences(&incident, 1);
+            runner
+                .run(&incident, &occ, 1, CancellationToken::new(), &|_| {})
+                .await
+        }
+    };
+
+    let report = run(agent_support::incident("prod")).await;
+    assert_eq!(
+        report.outcome.status,
+        IncidentStatus::Succeeded,
+        "{report:?}"
+    );
+    let env = std::fs::read_to_string(report.workspace.join("output/env.txt")).unwrap();
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let url = var("NIGHTCRIER_MCP_URL").expect("no endpoint for the agent");
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
+        "{url}"
+    );
+    assert_eq!(var("NIGHTCRIER_MCP_TOKEN").map(|t| t.len()), Some(64));
+    assert!(var("KUBECONFIG").is_some());
+    assert!(
+        !env.contains("cluster-secret") && !env.contains("sk-ant-host"),
+        "{env}"
+    );
+    let prompt = std::fs::read_to_string(report.workspace.join("prompt.md")).unwrap();
+    assert!(prompt.contains("The MCP server `kubernetes`"), "{prompt}");
+    assert!(prompt.contains("Mention the on-call rota."));
+    let after = reqwest::Client::new()
+        .post(&url)
+        .timeout(Duration::from_secs(5))
+        .body("{}")
+        .send()
+        .await;
+    assert!(after.is_err(), "the endpoint outlived its run");
+
+    let mut off = config.clone();
+    off.agent.mcp_tools = false;
+    off.agent.kubectl = false;
+    let runner = AgentRunner::new(&off);
+    let incident = agent_support::incident("prod");
+    let occ = agent_support::occurrences(&incident, 1);
+    let report = runner
+        .run(&incident, &occ, 1, CancellationToken::new(), &|_| {})
+        .await;
+    assert_eq!(
+        report.outcome.status,
+        IncidentStatus::Succeeded,
+        "{report:?}"
+    );
+    let env = std::fs::read_to_string(report.workspace.join("output/env.txt")).unwrap();
+    assert!(
+        !env.contains("NIGHTCRIER_MCP_") && !env.contains("KUBECONFIG="),
+        "{env}"
+    );
+    let prompt = std::fs::read_to_string(report.workspace.join("prompt.md")).unwrap();
+    assert!(!prompt.contains("The MCP server `kubernetes`"));
+    assert!(prompt.contains("No kubeconfig is provided"));
 }
