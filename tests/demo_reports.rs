@@ -26,7 +26,7 @@ async fn demo_reports_name_every_scenarios_root_cause() {
         };
         evidence::gather(
             &reqwest::Client::new(),
-            &McpConfig::new(&sim.endpoint()),
+            &McpConfig::new(sim.endpoint()),
             &EvidenceConfig::default(),
             target,
             &ws.path().join(EVIDENCE_DIR),
