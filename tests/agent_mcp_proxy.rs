@@ -468,3 +468,49 @@ async fn a_run_gets_its_own_endpoint_and_loses_it_when_it_ends() {
     assert!(!prompt.contains("The MCP server `kubernetes`"));
     assert!(prompt.contains("No kubeconfig is provided"));
 }
+
+/// Against the simulator: the cluster's server restarts mid-run (its sessions are gone, 404):
+/// the endpoint opens a new session and the agent's call still gets the scenario's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_upstream_session_is_reopened_once() {
+    use nightcrier::simulate::{Scenario, SimConfig, Simulator};
+
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let spec = Scenario::MissingEnv.example(1);
+    sim.add_to_cluster(&spec);
+    let ws = tempfile::tempdir().unwrap();
+    let limits = ProxyLimits {
+        call_timeout: Duration::from_secs(10),
+        max_result_bytes: 64 * 1024,
+        max_calls: 10,
+    };
+    let proxy = McpProxy::start(
+        "prod",
+        &McpConfig::new(sim.endpoint()),
+        ws.path().join("evidence"),
+        limits,
+    )
+    .await
+    .unwrap();
+    let mut c = Client {
+        http: reqwest::Client::new(),
+        url: proxy.url(),
+        token: proxy.token().to_string(),
+        next: 0,
+    };
+    let args = json!({"name": spec.name, "namespace": spec.namespace, "previous": true});
+    let first = c.call("pods_log", args.clone()).await;
+    assert!(
+        text_of(&first).contains("DATABASE_URL is not set"),
+        "{first}"
+    );
+    assert_eq!(sim.sessions_created(), 1);
+    sim.expire_sessions();
+    let again = c.call("pods_log", args).await;
+    assert!(
+        text_of(&again).contains("DATABASE_URL is not set"),
+        "{again}"
+    );
+    assert_eq!(sim.sessions_created(), 2);
+    proxy.shutdown().await;
+}

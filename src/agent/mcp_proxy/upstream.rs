@@ -1,5 +1,6 @@
 //! The proxy's side of the cluster's MCP server: one [`CallSession`] of the shared short-lived
-//! client (`mcp_client`), opened on the agent's first request and closed with the run.
+//! client (`mcp_client`), opened on the agent's first request, reopened once when the server
+//! has lost it (404 after a restart), and closed with the run.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +57,13 @@ impl Upstream {
         max_bytes: usize,
     ) -> Result<Vec<Value>, ClientError> {
         let session = self.session(timeout).await?;
-        session.list_tools(timeout, max_bytes).await
+        match session.list_tools(timeout, max_bytes).await {
+            Err(e) if session_lost(&e) => {
+                let session = self.reopen(&session, timeout).await?;
+                session.list_tools(timeout, max_bytes).await
+            }
+            other => other,
+        }
     }
 
     pub async fn call_tool(
@@ -67,7 +74,32 @@ impl Upstream {
         max_bytes: usize,
     ) -> Result<ToolReply, ClientError> {
         let session = self.session(timeout).await?;
-        session.call_tool(name, arguments, timeout, max_bytes).await
+        match session
+            .call_tool(name, arguments.clone(), timeout, max_bytes)
+            .await
+        {
+            Err(e) if session_lost(&e) => {
+                let session = self.reopen(&session, timeout).await?;
+                session.call_tool(name, arguments, timeout, max_bytes).await
+            }
+            other => other,
+        }
+    }
+
+    /// The server forgot the session (it restarted): forget it too and open a new one, unless
+    /// a concurrent call already did.
+    async fn reopen(
+        &self,
+        lost: &Arc<CallSession>,
+        timeout: Duration,
+    ) -> Result<Arc<CallSession>, ClientError> {
+        {
+            let mut guard = self.session.lock().await;
+            if guard.as_ref().is_some_and(|s| Arc::ptr_eq(s, lost)) {
+                *guard = None;
+            }
+        }
+        self.session(timeout).await
     }
 
     /// Ends the session, best effort (skipped if a call is still in flight).
@@ -79,4 +111,9 @@ impl Upstream {
             session.close().await;
         }
     }
+}
+
+/// A 404 on a request carrying the session id: the server no longer knows the session.
+fn session_lost(e: &ClientError) -> bool {
+    matches!(e, ClientError::Http { status: 404, .. })
 }
