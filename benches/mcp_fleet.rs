@@ -125,6 +125,8 @@ async fn run() {
             mcp: McpConfig::new(sims[i % servers].endpoint()),
             triage: TriageConfig::default(),
             agent: None,
+            environment: None,
+            labels: Default::default(),
         })
         .collect();
 

@@ -88,7 +88,8 @@ impl App {
         let http = HttpServer::bind_configured(
             &config.http,
             HttpState::new(store.clone(), health.clone(), metrics.clone())
-                .with_workspace_root(config.workspace_root.clone()),
+                .with_workspace_root(config.workspace_root.clone())
+                .with_clusters(config.clusters.clone()),
         )
         .await?;
         Ok(App {

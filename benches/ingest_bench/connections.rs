@@ -141,6 +141,8 @@ pub async fn run(args: &Args) {
             )),
             triage: TriageConfig::default(),
             agent: None,
+            environment: None,
+            labels: Default::default(),
         })
         .collect();
     let config = dir.path().join("nightcrier.yaml");

@@ -300,6 +300,8 @@ impl Pipeline {
                 mcp: McpConfig::new(sims[i % spec.servers].endpoint()),
                 triage: TriageConfig::default(),
                 agent: None,
+                environment: None,
+                labels: Default::default(),
             })
             .collect();
         let (sender, receiver) = ingest::channel(spec.buffer_capacity);

@@ -13,6 +13,7 @@
 
 mod container;
 mod error;
+pub mod failfast;
 mod invocation;
 mod outcome;
 mod preflight;
@@ -301,7 +302,10 @@ impl AgentRunner {
         let appended = (!separate_system_prompt)
             .then_some(system_prompt.as_deref())
             .flatten();
-        let text = prompt::render(incident, occurrences, ws.dir(), &ws.report_file(), appended);
+        let mut text = prompt::render(incident, occurrences, ws.dir(), &ws.report_file(), appended);
+        if let Some(entry) = self.clusters.get(&incident.cluster) {
+            text.push_str(&prompt::cluster_context(&entry.config));
+        }
         workspace::write_private(&ws.prompt_file(), text.as_bytes())?;
         self.write_permissions(ws, &incident.cluster)?;
 

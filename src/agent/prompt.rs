@@ -139,6 +139,23 @@ pub fn render(
     p
 }
 
+/// The operator's description of the cluster (`environment`, `labels`), appended to the prompt
+/// so the agent weighs a fault in production differently from one in a lab. Empty when neither
+/// is set. Operator configuration, not cluster input, but still bounded by `config` validation.
+pub fn cluster_context(cluster: &crate::config::ClusterConfig) -> String {
+    if cluster.environment.is_none() && cluster.labels.is_empty() {
+        return String::new();
+    }
+    let mut p = String::from("\n## The cluster\n\n");
+    if let Some(env) = &cluster.environment {
+        let _ = writeln!(p, "- Environment: {env}");
+    }
+    for (k, v) in &cluster.labels {
+        let _ = writeln!(p, "- {k}: {v}");
+    }
+    p
+}
+
 fn truncate(s: &str, max_chars: usize) -> String {
     match s.char_indices().nth(max_chars) {
         Some((at, _)) => format!("{}… (truncated)", &s[..at]),

@@ -296,6 +296,14 @@ pub struct ClusterConfig {
     /// Replaces the global `agent` block for this cluster when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentConfig>,
+    /// Free text such as `production` (the Go nightcrier's key): told to the agent, shown on
+    /// `/health/clusters`, in Slack messages and in the `environment` metrics label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Operator labels (`team: payments`): told to the agent and served on `/health/clusters`.
+    /// Not metric labels: their keys are unbounded (see `environment` for the bounded one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -81,6 +81,8 @@ pub fn demo_config(args: &DemoArgs, dir: &Path, exe: &Path, endpoints: &[String]
             mcp: McpConfig::new(endpoint.clone()),
             triage: TriageConfig::default(),
             agent: None,
+            environment: None,
+            labels: Default::default(),
         })
         .collect();
     c

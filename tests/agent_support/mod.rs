@@ -43,6 +43,8 @@ pub fn cluster(name: &str, kubeconfig: Option<PathBuf>) -> ClusterConfig {
             kubeconfig,
         },
         agent: None,
+        environment: None,
+        labels: Default::default(),
     }
 }
 

@@ -102,6 +102,8 @@ pub fn cluster(name: &str, endpoint: &str) -> ClusterConfig {
         mcp,
         triage: TriageConfig::default(),
         agent: None,
+        environment: None,
+        labels: Default::default(),
     }
 }
 
