@@ -329,6 +329,18 @@ pub struct McpConfig {
     /// idle stream between events has no time limit.
     #[serde(default = "default_event_timeout", with = "humantime_serde")]
     pub event_timeout: Duration,
+    /// `events_subscribe` mode: `faults` (the server's fault detector) or `events` (Kubernetes
+    /// Warning events, see `mcp::events` for how they become incidents).
+    #[serde(default)]
+    pub subscribe_mode: SubscribeMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscribeMode {
+    #[default]
+    Faults,
+    Events,
 }
 
 fn default_max_event_bytes() -> usize {
@@ -353,6 +365,7 @@ impl McpConfig {
             request_timeout: default_request_timeout(),
             subscribe_timeout: default_subscribe_timeout(),
             event_timeout: default_event_timeout(),
+            subscribe_mode: SubscribeMode::default(),
         }
     }
 }
