@@ -535,3 +535,78 @@ async fn health_clusters_has_the_go_shape_and_values() {
     token.cancel();
     task.await.unwrap().unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Operations: --version and run --check.
+
+#[test]
+fn version_names_the_release_and_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = nightcrier(&["--version"], &[], dir.path());
+    let v = text(&out.stdout);
+    assert!(
+        v.starts_with(&format!(
+            "nightcrier {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{v}"
+    );
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    match head {
+        Ok(o) if o.status.success() => {
+            let commit = text(&o.stdout);
+            assert!(v.contains(&format!("(commit {})", commit.trim())), "{v}");
+        }
+        // Built outside a git checkout (and without NIGHTCRIER_COMMIT).
+        _ => assert!(v.contains("(commit unknown)"), "{v}"),
+    }
+}
+
+#[test]
+fn run_check_fails_fast_with_one_line_per_missing_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("nightcrier.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "database:\n  url: \"sqlite://{0}/nc.db\"\nagent:\n  preset: codex\n  binary: {0}/bin/codex\nclusters:\n  - name: prod\n    mcp: {{endpoint: \"http://127.0.0.1:1/mcp\"}}\n    triage: {{enabled: true, kubeconfig: {0}/kube/prod.yaml}}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = nightcrier(
+        &["run", "--check", "--config", cfg.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 3, "{err}");
+    assert!(errors[0].contains("bin/codex"), "{err}");
+    assert!(errors[1].contains("OPENAI_API_KEY"), "{err}");
+    assert!(errors[2].contains("kube/prod.yaml"), "{err}");
+    // Nothing was started: no database file.
+    assert!(!dir.path().join("nc.db").exists());
+
+    // Everything in place: exit 0.
+    std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+    std::fs::create_dir_all(dir.path().join("kube")).unwrap();
+    std::fs::write(dir.path().join("bin/codex"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("bin/codex"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("kube/prod.yaml"), "apiVersion: v1\n").unwrap();
+    let out = nightcrier(
+        &["run", "--check", "--config", cfg.to_str().unwrap()],
+        &[("NIGHTCRIER_AGENT__ENV__OPENAI_API_KEY", "sk-test")],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("run check OK"));
+}

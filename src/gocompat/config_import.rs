@@ -15,7 +15,12 @@ use serde_yaml_ng::Value;
 /// The Go program's environment variables: (variable, its config key, nightcrier key or `None`,
 /// secret). From `internal/config/config.go` (`bindEnvVars`).
 pub const GO_ENV_VARS: &[(&str, &str, Option<&str>, bool)] = &[
-    ("SUBSCRIBE_MODE", "subscribe_mode", None, false),
+    (
+        "SUBSCRIBE_MODE",
+        "subscribe_mode",
+        Some("clusters[].mcp.subscribe_mode"),
+        false,
+    ),
     (
         "WORKSPACE_ROOT",
         "workspace_root",
@@ -972,6 +977,9 @@ fn clusters_block(
         }
         out.line("    mcp:");
         out.line(format!("      endpoint: {}", q(&endpoint)));
+        if src.string("subscribe_mode").as_deref() == Some("events") {
+            out.line("      subscribe_mode: events   # subscribe_mode");
+        }
         if c.get("mcp")
             .and_then(|m| m.get("api_key"))
             .and_then(scalar)
@@ -1040,13 +1048,16 @@ fn clusters_block(
 
 /// Keys that were read but did nothing, or do something else now.
 fn ignored(src: &Source<'_>, out: &mut Out) -> Result<(), GoImportError> {
-    if let Some(mode) = src.string("subscribe_mode") {
-        if mode != "faults" {
-            out.note(
-                "subscribe_mode",
-                format!("{mode:?}: set `mcp.subscribe_mode: {mode}` on each cluster (nightcrier chooses per cluster)."),
-            );
-        }
+    match src.string("subscribe_mode").as_deref() {
+        None | Some("faults") => {}
+        Some("events") => out.note(
+            "subscribe_mode",
+            "\"events\" is now per cluster (`mcp.subscribe_mode: events`, written on each cluster above); only Warning events become incidents, keyed by reason + object + message pattern.",
+        ),
+        Some(other) => out.note(
+            "subscribe_mode",
+            format!("{other:?} is not a mode (faults or events); clusters use `faults`."),
+        ),
     }
     if let Some(level) = src.string("log_level") {
         out.note(
@@ -1169,6 +1180,7 @@ mod tests {
                 ("WORKSPACE_ROOT", "/srv/ws"),
                 ("OPENAI_API_KEY", "sk-from-env-secret"),
                 ("UNRELATED", "x"),
+                ("SUBSCRIBE_MODE", "events"),
             ],
         );
         assert!(
@@ -1177,9 +1189,13 @@ mod tests {
             "{}",
             out.yaml
         );
+        assert!(out.yaml.contains("subscribe_mode: events"), "{}", out.yaml);
         assert!(!out.yaml.contains("sk-from-env-secret"));
         assert!(out.yaml.contains("NIGHTCRIER_AGENT__ENV__OPENAI_API_KEY"));
-        assert_eq!(out.env_seen, vec!["OPENAI_API_KEY", "WORKSPACE_ROOT"]);
+        assert_eq!(
+            out.env_seen,
+            vec!["OPENAI_API_KEY", "SUBSCRIBE_MODE", "WORKSPACE_ROOT"]
+        );
         assert!(out.yaml.contains("# * WORKSPACE_ROOT"), "{}", out.yaml);
     }
 
