@@ -77,6 +77,7 @@ impl App {
     pub async fn build(config: Config) -> Result<App, AppError> {
         let metrics = telemetry::install_metrics_recorder()?;
         telemetry::describe_metrics();
+        telemetry::record_cluster_info(&config.clusters);
         let store = Store::connect(store_options(&config))
             .await
             .map_err(|source| AppError::Store {

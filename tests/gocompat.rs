@@ -500,7 +500,7 @@ async fn health_clusters_has_the_go_shape_and_values() {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     };
-    let clusters = vec![
+    let mut clusters = vec![
         cluster(
             "prod-us-east-1",
             true,
@@ -508,6 +508,8 @@ async fn health_clusters_has_the_go_shape_and_values() {
         ),
         cluster("staging", false, &[]),
     ];
+    clusters[0].environment = Some("production".into());
+    nightcrier::telemetry::record_cluster_info(&clusters);
     let server = HttpServer::bind(
         "127.0.0.1:0",
         HttpState::new(store.clone(), Health::new(), metrics).with_clusters(clusters),
@@ -532,6 +534,20 @@ async fn health_clusters_has_the_go_shape_and_values() {
     );
     // The same values too (the fixture describes the same two clusters).
     assert_eq!(ours, go);
+    // The environment is a bounded metrics label; labels are not.
+    let metrics = reqwest::get(url.replace("/health/clusters", "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"nightcrier_cluster_info{cluster="prod-us-east-1",environment="production"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("platform"));
     token.cancel();
     task.await.unwrap().unwrap();
 }
