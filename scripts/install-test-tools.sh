@@ -8,6 +8,15 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# --- systemd-analyze (tests/systemd_unit.rs verifies dist/nightcrier.service) -----------------
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    echo "installing Debian's systemd package (for systemd-analyze)..."
+    apt-get update
+    apt-get install -y --no-install-recommends systemd
+fi
+echo "systemd-analyze: $(systemd-analyze --version | head -n 1)"
+# --- end systemd-analyze -------------------------------------------------------------------------
 prefix="${NIGHTCRIER_TEST_TOOLS:-$root/target/test-tools}"
 
 # install_cli <bin name> <package@version>

@@ -77,6 +77,7 @@ impl App {
     pub async fn build(config: Config) -> Result<App, AppError> {
         let metrics = telemetry::install_metrics_recorder()?;
         telemetry::describe_metrics();
+        telemetry::record_cluster_info(&config.clusters);
         let store = Store::connect(store_options(&config))
             .await
             .map_err(|source| AppError::Store {
@@ -88,7 +89,8 @@ impl App {
         let http = HttpServer::bind_configured(
             &config.http,
             HttpState::new(store.clone(), health.clone(), metrics.clone())
-                .with_workspace_root(config.workspace_root.clone()),
+                .with_workspace_root(config.workspace_root.clone())
+                .with_clusters(config.clusters.clone()),
         )
         .await?;
         Ok(App {

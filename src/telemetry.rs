@@ -345,6 +345,27 @@ impl MetricsUpkeep {
     }
 }
 
+/// `nightcrier_cluster_info{cluster, environment} 1` for every configured cluster: the bounded
+/// cluster facts, for dashboards to join on `cluster`. `labels` stay off metrics (their keys are
+/// the operator's and unbounded); `environment` is one validated value per cluster.
+pub const CLUSTER_INFO: &str = "nightcrier_cluster_info";
+
+pub fn record_cluster_info(clusters: &[crate::config::ClusterConfig]) {
+    describe_gauge!(
+        CLUSTER_INFO,
+        Unit::Count,
+        "1 per configured cluster, labelled with its environment."
+    );
+    for c in clusters {
+        metrics::gauge!(
+            CLUSTER_INFO,
+            "cluster" => c.name.clone(),
+            "environment" => c.environment.clone().unwrap_or_default()
+        )
+        .set(1.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@
 
 mod container;
 mod error;
+pub mod failfast;
 mod invocation;
 pub mod mcp_proxy;
 mod outcome;
@@ -466,6 +467,9 @@ impl AgentRunner {
             appended,
             evidence,
         );
+        if let Some(entry) = self.clusters.get(&incident.cluster) {
+            text.push_str(&prompt::cluster_context(&entry.config));
+        }
         let entry = self.clusters.get(&incident.cluster);
         let kubectl = agent.kubectl && entry.is_some_and(|c| c.kubeconfig.is_some());
         text.push_str(&prompt::agent_tools_section(

@@ -236,6 +236,23 @@ pub fn agent_tools_section(mcp_server: Option<&str>, kubectl: bool) -> String {
 
 // --- end agent tools ---
 
+/// The operator's description of the cluster (`environment`, `labels`), appended to the prompt
+/// so the agent weighs a fault in production differently from one in a lab. Empty when neither
+/// is set. Operator configuration, not cluster input, but still bounded by `config` validation.
+pub fn cluster_context(cluster: &crate::config::ClusterConfig) -> String {
+    if cluster.environment.is_none() && cluster.labels.is_empty() {
+        return String::new();
+    }
+    let mut p = String::from("\n## The cluster\n\n");
+    if let Some(env) = &cluster.environment {
+        let _ = writeln!(p, "- Environment: {env}");
+    }
+    for (k, v) in &cluster.labels {
+        let _ = writeln!(p, "- {k}: {v}");
+    }
+    p
+}
+
 /// The gathered evidence: what was read, the telling lines first, and what is missing.
 fn evidence_section(p: &mut String, bundle: &crate::evidence::Bundle) {
     let h = crate::evidence::highlights(bundle);

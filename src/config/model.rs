@@ -327,6 +327,14 @@ pub struct ClusterConfig {
     /// What nightcrier reads from the cluster's MCP server before the agent starts.
     #[serde(default)]
     pub evidence: EvidenceConfig,
+    /// Free text such as `production` (the Go nightcrier's key): told to the agent, shown on
+    /// `/health/clusters`, in Slack messages and in the `environment` metrics label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Operator labels (`team: payments`): told to the agent and served on `/health/clusters`.
+    /// Not metric labels: their keys are unbounded (see `environment` for the bounded one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The evidence bundle gathered before each run (see `evidence`): bounds and the switch.
@@ -381,6 +389,18 @@ pub struct McpConfig {
     /// idle stream between events has no time limit.
     #[serde(default = "default_event_timeout", with = "humantime_serde")]
     pub event_timeout: Duration,
+    /// `events_subscribe` mode: `faults` (the server's fault detector) or `events` (Kubernetes
+    /// Warning events, see `mcp::events` for how they become incidents).
+    #[serde(default)]
+    pub subscribe_mode: SubscribeMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscribeMode {
+    #[default]
+    Faults,
+    Events,
 }
 
 fn default_max_event_bytes() -> usize {
@@ -405,6 +425,7 @@ impl McpConfig {
             request_timeout: default_request_timeout(),
             subscribe_timeout: default_subscribe_timeout(),
             event_timeout: default_event_timeout(),
+            subscribe_mode: SubscribeMode::default(),
         }
     }
 }

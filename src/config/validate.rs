@@ -223,6 +223,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
         if let Some(agent) = &cl.agent {
             check_agent(&mut ck, &format!("{key}.agent"), agent);
         }
+        check_cluster_labels(&mut ck, &key, cl);
         if cl.triage.enabled {
             match &cl.triage.kubeconfig {
                 Some(p) if !p.is_file() => ck.warnings.push(format!(
@@ -360,6 +361,50 @@ fn check_agent(ck: &mut Checker, key: &str, a: &AgentConfig) {
                 "{key}.system_prompt_file: {} does not exist",
                 p.display()
             ));
+        }
+    }
+}
+
+/// Bounds on `environment` and `labels`: they reach the prompt, Slack, `/health/clusters` and
+/// (environment only) a metrics label, so they stay short, printable and few.
+pub const MAX_CLUSTER_LABELS: usize = 32;
+const MAX_LABEL_KEY_CHARS: usize = 63;
+const MAX_LABEL_VALUE_CHARS: usize = 256;
+
+fn check_cluster_labels(ck: &mut Checker, key: &str, cl: &super::ClusterConfig) {
+    if let Some(env) = &cl.environment {
+        if !is_valid_cluster_name(env) {
+            ck.fail(
+                format!("{key}.environment"),
+                format!("{env:?} is not a valid environment: use 1 to 63 characters from A-Z a-z 0-9 _ . -"),
+            );
+        }
+    }
+    if cl.labels.len() > MAX_CLUSTER_LABELS {
+        ck.fail(
+            format!("{key}.labels"),
+            format!(
+                "{} labels; at most {MAX_CLUSTER_LABELS} are allowed",
+                cl.labels.len()
+            ),
+        );
+    }
+    for (k, v) in &cl.labels {
+        if !is_valid_cluster_name(k) || k.chars().count() > MAX_LABEL_KEY_CHARS {
+            ck.fail(
+                format!("{key}.labels"),
+                format!(
+                    "label name {k:?} is not valid: use 1 to 63 characters from A-Z a-z 0-9 _ . -"
+                ),
+            );
+        }
+        if v.chars().count() > MAX_LABEL_VALUE_CHARS || v.chars().any(char::is_control) {
+            ck.fail(
+                format!("{key}.labels.{k}"),
+                format!(
+                    "must be at most {MAX_LABEL_VALUE_CHARS} characters without control characters"
+                ),
+            );
         }
     }
 }

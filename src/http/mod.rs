@@ -4,11 +4,13 @@
 //! mutate state without authentication (nothing here mutates at all) and must not decide what
 //! is healthy: it reads [`crate::health`] and pings the store.
 
+mod go_health;
 mod incidents;
 mod routes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,10 +18,11 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::HttpConfig;
+use crate::config::{ClusterConfig, HttpConfig};
 use crate::health::Health;
 use crate::store::Store;
 
+pub use go_health::{build as go_cluster_health, go_status};
 pub use routes::router;
 
 /// After shutdown is requested, how long open connections may take to finish.
@@ -51,6 +54,9 @@ pub struct HttpState {
     pub ping_timeout: Duration,
     /// Where the incident pages read workspaces from (`workspace_root`).
     pub workspace_root: PathBuf,
+    /// The configured clusters (labels, triage) for `/health/clusters`; shared, as the state is
+    /// cloned for every request.
+    pub clusters: Arc<Vec<ClusterConfig>>,
 }
 
 impl HttpState {
@@ -61,7 +67,14 @@ impl HttpState {
             metrics,
             ping_timeout: crate::health::DEFAULT_PING_TIMEOUT,
             workspace_root: crate::config::Config::default().workspace_root,
+            clusters: Arc::default(),
         }
+    }
+
+    /// The clusters `/health/clusters` reports on.
+    pub fn with_clusters(mut self, clusters: Vec<ClusterConfig>) -> Self {
+        self.clusters = Arc::new(clusters);
+        self
     }
 
     /// The incident pages serve files of `<root>/<incident-id>/` only.

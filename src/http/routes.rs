@@ -19,6 +19,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(super::incidents::routes())
+        .merge(super::go_health::routes())
         .with_state(state)
 }
 

@@ -22,6 +22,9 @@ pub enum StoreError {
     },
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database is the Go nightcrier's (same default path, an `incidents` table of its own).
+    #[error("this database holds the Go nightcrier's tables (fault_events, incidents, agent_executions), not nightcrier's: nothing was changed. Point database.url at another file or database, and bring the Go incidents over with `nightcrier migrate --import-go <the Go file>`")]
+    GoSchema,
 }
 
 /// SQLite primary result codes (the low byte of an extended code) that mean "try again later".

@@ -37,12 +37,14 @@ use crate::incident::{
 
 mod batch;
 mod error;
+mod goschema;
 mod ids;
 mod postgres;
 mod sqlite;
 mod time;
 
 pub use error::StoreError;
+pub use goschema::{parse_go_time, read_go_sqlite, GoImportSummary, GoIncident};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -210,6 +212,7 @@ impl Store {
 
     /// Applies pending migrations; idempotent.
     pub async fn migrate(&self) -> Result<()> {
+        self.refuse_go_schema().await?;
         match &self.inner.backend {
             Backend::Sqlite(pool) => {
                 // sqlx takes no lock around SQLite migrations: when two processes migrate a new

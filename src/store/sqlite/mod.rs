@@ -25,6 +25,8 @@ pub(super) async fn connect(url: &DatabaseUrl, opts: &StoreOptions) -> Result<Sq
     let options = SqliteConnectOptions::from_str(url.expose())
         .map_err(|e| StoreError::InvalidInput(format!("bad SQLite URL {}: {e}", url.redacted())))?;
     let path = options.get_filename().to_owned();
+    // Before WAL mode is set, which would already change a Go nightcrier's file.
+    super::goschema::refuse_go_file(&path).await?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| StoreError::Database {
             context: "creating the SQLite file's directory",
