@@ -10,6 +10,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod escape;
 pub mod fault;
 pub mod health;
 pub mod http;
