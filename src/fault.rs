@@ -92,6 +92,8 @@ pub fn truncate_text(s: &mut String, max: usize) -> bool {
     let cut = s.len() - end;
     s.truncate(end);
     s.push_str(&format!(" [... {cut} bytes cut by nightcrier]"));
+    // truncate keeps the allocation: without this the cut text would still hold its megabytes.
+    s.shrink_to_fit();
     true
 }
 

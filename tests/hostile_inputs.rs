@@ -57,7 +57,8 @@ async fn a_hostile_fault_forges_no_log_line_and_sends_no_escape_to_the_terminal(
     let mut spec = FaultSpec::generate(0, 7);
     spec.name = "api-0\n2026-12-02T00:00:00.000000Z  INFO forged line from the cluster \u{1b}]0;pwned\u{7}\u{1b}[2J".into();
     spec.namespace = Some("pay\rments\u{9b}31m".into());
-    spec.context = "crash\u{0}loop\n\u{1b}[31mred".into();
+    // (A NUL is refused by the store itself: that fault would be dropped, not shown.)
+    spec.context = "crash\u{7}loop\n\u{1b}[31mred".into();
     assert!(sim.emit_fault(&spec).await >= 1);
     proc.wait_stdout("incident ").await;
     let store = rig.store().await;
@@ -102,7 +103,7 @@ async fn a_hostile_fault_forges_no_log_line_and_sends_no_escape_to_the_terminal(
         show.stdout
     );
     assert!(
-        show.stdout.contains("crash\\0loop\\n\\u{1b}[31mred"),
+        show.stdout.contains("crash\\u{7}loop\\n\\u{1b}[31mred"),
         "{}",
         show.stdout
     );
