@@ -7,6 +7,14 @@
 # --ignore-scripts / --omit=optional would leave stubs that exit 1.
 set -euo pipefail
 
+# --- prlimit (util-linux), for tests/hostile_inputs.rs (lowers a running process's descriptor
+# limit). Part of every Debian base system; installed only if missing.
+if ! command -v prlimit >/dev/null 2>&1; then
+    apt-get update
+    apt-get install -y util-linux
+fi
+# --- end prlimit
+
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # --- systemd-analyze (tests/systemd_unit.rs verifies dist/nightcrier.service) -----------------

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod evidence;
+pub mod escape;
 pub mod fault;
 pub mod gocompat;
 pub mod health;

@@ -349,7 +349,7 @@ impl AgentRunner {
         let (invocation, log) =
             match self.prepare(&ws, agent, incident, occurrences, attempt, context) {
                 Ok(prepared) => prepared,
-                Err(e) => return finish(report, failed(e.to_string()), started, incident),
+                Err(e) => return finish(report, failed_or_later(&e), started, incident),
             };
         if cancel.is_cancelled() {
             report.interrupted = true;
@@ -358,7 +358,7 @@ impl AgentRunner {
         let marker = marker_value(incident.id, attempt);
         let child = match process::spawn(&invocation, log, &marker) {
             Ok(child) => child,
-            Err(e) => return finish(report, failed(e.to_string()), started, incident),
+            Err(e) => return finish(report, failed_or_later(&e), started, incident),
         };
         report.pid = child.id();
         if let Some(pid) = report.pid {
@@ -583,6 +583,23 @@ fn failed(reason: String) -> RunOutcome {
         status: IncidentStatus::Failed,
         reason: Some(reason),
         exit_code: None,
+    }
+}
+
+/// Prefix of the reason of a run that could not start for lack of a resource.
+pub const REASON_RESOURCES: &str = "resources exhausted, will retry";
+
+/// `failed` for an error of the run itself; `pending` (give the incident back, the worker
+/// requeues it) when the machine ran out of descriptors, memory or disk while preparing it.
+fn failed_or_later(e: &AgentError) -> RunOutcome {
+    if e.is_resource_exhausted() {
+        RunOutcome {
+            status: IncidentStatus::Pending,
+            reason: Some(format!("{REASON_RESOURCES}: {e}")),
+            exit_code: None,
+        }
+    } else {
+        failed(e.to_string())
     }
 }
 

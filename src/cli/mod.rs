@@ -134,10 +134,29 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cause_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each said once. Most layers already include their
+/// source's message in their own (`cannot listen on ...: Address in use`), so printing the
+/// whole chain (`{:#}`) repeated the cause three or four times; a cause whose text is already
+/// on the line is left out. Escaped, since causes quote configuration and cluster data.
+fn cause_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if line.contains(&msg) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&msg);
+    }
+    output::escaped(&line)
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {

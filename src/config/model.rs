@@ -109,6 +109,9 @@ pub struct IngestConfig {
     /// Faults held in memory between the MCP readers and the database writer. When full (the
     /// database is down for long), new faults are dropped and counted.
     pub buffer_capacity: usize,
+    /// Bytes of faults held in that buffer (each counted by its size); a fault that would go
+    /// over is dropped and counted like one over `buffer_capacity`.
+    pub buffer_bytes: usize,
     /// Most faults written in one transaction.
     pub batch_max: usize,
     /// How long the writer waits for a batch to fill before committing what it has.
@@ -123,6 +126,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             buffer_capacity: 100_000,
+            buffer_bytes: 256 * 1024 * 1024,
             batch_max: 500,
             batch_linger: Duration::from_millis(5),
             drain_timeout: Duration::from_secs(5),
@@ -303,14 +307,44 @@ impl Default for AgentConfig {
 pub struct HttpConfig {
     /// `host:port` for health, readiness and metrics; empty turns the endpoint off.
     pub listen: String,
+    /// Connections served at once; further clients wait in the kernel's accept queue, so idle
+    /// or slow clients cannot take every file descriptor.
+    pub max_connections: usize,
+    /// A client that has not sent a whole request head this long after connecting (or after
+    /// its previous response) is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Serve the incident pages (`/incidents...`); false leaves `/healthz`, `/readyz` and
+    /// `/metrics` only.
+    pub pages: bool,
+    /// Credentials the incident pages (and any write action) require; none by default.
+    pub auth: HttpAuthConfig,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9090".to_string(),
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
+            pages: true,
+            auth: HttpAuthConfig::default(),
         }
     }
+}
+
+/// Either or both schemes may be set; a request is let in when it satisfies one of them. A
+/// `*_file` is read at start (trailing newline removed) and wins over the inline value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpAuthConfig {
+    /// `Authorization: Bearer <token>`.
+    pub bearer_token: Option<Secret>,
+    pub bearer_token_file: Option<PathBuf>,
+    /// HTTP basic authentication (what a browser prompts for).
+    pub basic_username: Option<String>,
+    pub basic_password: Option<Secret>,
+    pub basic_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -370,6 +404,7 @@ impl Default for EvidenceConfig {
 #[serde(deny_unknown_fields)]
 pub struct McpConfig {
     /// The server's Streamable HTTP endpoint, path included (`http://host:8080/mcp`).
+    #[serde(serialize_with = "super::secret::serialize_url")]
     pub endpoint: String,
     /// Sent with every request (e.g. `Authorization`). Values are secrets.
     #[serde(default)]
@@ -453,6 +488,7 @@ impl Default for TriageConfig {
 pub struct ReportingConfig {
     /// Public address of the HTTP endpoint, used in links (Slack messages); defaults to
     /// `http://<http.listen>`.
+    #[serde(serialize_with = "super::secret::serialize_opt_url")]
     pub base_url: Option<String>,
     /// How often the reporter looks for finished incidents not reported yet (it is also woken
     /// when a run finishes in this process).
@@ -480,13 +516,14 @@ impl Default for ReportingConfig {
 pub struct ArtifactsConfig {
     /// `s3://bucket/prefix`, `az://container/prefix`, `gs://bucket/prefix`, `file:///path` or
     /// `memory://` (needs the `object-storage` build feature).
+    #[serde(serialize_with = "super::secret::serialize_url")]
     pub url: String,
     /// Store options (`aws_access_key_id`, `azure_storage_account_key`...); values are secrets.
     /// Credentials also come from the usual environment variables.
     #[serde(default)]
     pub options: BTreeMap<String, Secret>,
     /// Public address of the uploaded files used in links, when the bucket is served over HTTP.
-    #[serde(default)]
+    #[serde(default, serialize_with = "super::secret::serialize_opt_url")]
     pub public_base_url: Option<String>,
 }
 

@@ -60,12 +60,12 @@ impl SessionOptions {
     pub fn from_config(cfg: &McpConfig) -> Result<Self, McpError> {
         let endpoint =
             reqwest::Url::parse(&cfg.endpoint).map_err(|e| McpError::InvalidEndpoint {
-                endpoint: cfg.endpoint.clone(),
+                endpoint: crate::config::redact_url(&cfg.endpoint),
                 reason: e.to_string(),
             })?;
         if !matches!(endpoint.scheme(), "http" | "https") {
             return Err(McpError::InvalidEndpoint {
-                endpoint: cfg.endpoint.clone(),
+                endpoint: crate::config::redact_url(&cfg.endpoint),
                 reason: "scheme must be http or https".into(),
             });
         }

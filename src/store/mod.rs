@@ -178,6 +178,14 @@ impl std::fmt::Debug for Store {
 mod reporting;
 pub use reporting::MAX_UNREPORTED_LIMIT;
 
+/// The database file of a `sqlite:` URL; `None` for PostgreSQL and in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    sqlite::file_of(url).filter(|p| !p.as_os_str().is_empty() && p.as_os_str() != ":memory:")
+}
+
 impl Store {
     /// Opens the pool (creating a SQLite file and its parent directory) and applies migrations.
     pub async fn connect(opts: StoreOptions) -> Result<Store> {
@@ -245,6 +253,13 @@ impl Store {
     /// A trivial query: is the database reachable now?
     pub async fn ping(&self) -> Result<()> {
         dispatch!(self.ping())
+    }
+
+    /// Fails with [`StoreError::ReadOnly`] when the database can be read but not written (a
+    /// read-only file or mount, a PostgreSQL standby): checked at start, so the process does
+    /// not report ready and fail at the first write.
+    pub async fn check_writable(&self) -> Result<()> {
+        dispatch!(self.check_writable())
     }
 
     /// Records every fault (an occurrence row each) in one transaction, attaching it to an open
