@@ -20,6 +20,7 @@ mod presets;
 mod process;
 mod procfs;
 mod prompt;
+mod usage;
 mod workspace;
 
 use std::collections::HashMap;
@@ -63,6 +64,8 @@ pub struct AgentRunner {
     /// never held across an await.
     permissions: Arc<RwLock<HashMap<String, ClusterPermissions>>>,
     kubectl: PathBuf,
+    /// Prices tokens when a CLI reports no cost (`pricing`).
+    prices: Arc<crate::accounting::Prices>,
 }
 
 struct ClusterEntry {
@@ -87,6 +90,9 @@ pub struct RunReport {
     /// `cancel` fired: the run was stopped, not judged. The outcome is `failed` with reason
     /// [`REASON_INTERRUPTED`]; the worker decides what to record (e.g. re-queue on shutdown).
     pub interrupted: bool,
+    /// What the agent's CLI reported about its tokens and cost (unknown when it did not run or
+    /// printed nothing recognisable).
+    pub usage: crate::accounting::RunUsage,
 }
 
 /// Paths in the configuration are relative to nightcrier's working directory; the agent runs
@@ -115,6 +121,9 @@ impl AgentRunner {
             clusters: Arc::new(clusters),
             permissions: Arc::default(),
             kubectl: PathBuf::from("kubectl"),
+            prices: Arc::new(crate::accounting::Prices::from_map(
+                config.pricing.models.clone(),
+            )),
         }
     }
 
@@ -230,6 +239,7 @@ impl AgentRunner {
             duration: Duration::ZERO,
             pid: None,
             interrupted: false,
+            usage: crate::accounting::RunUsage::default(),
         };
         let (invocation, log) = match self.prepare(&ws, agent, incident, occurrences, attempt) {
             Ok(prepared) => prepared,
@@ -272,6 +282,7 @@ impl AgentRunner {
             }
             Err(e) => failed(e.to_string()),
         };
+        report.usage = usage::of_run(&ws.log_file(), &self.prices, agent.model.as_deref());
         finish(report, outcome, started, incident)
     }
 

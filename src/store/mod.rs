@@ -176,6 +176,9 @@ impl std::fmt::Debug for Store {
 mod reporting;
 pub use reporting::MAX_UNREPORTED_LIMIT;
 
+mod costs;
+pub use costs::{CostGroup, CostKey, MAX_COST_IDS};
+
 impl Store {
     /// Opens the pool (creating a SQLite file and its parent directory) and applies migrations.
     pub async fn connect(opts: StoreOptions) -> Result<Store> {

@@ -6,6 +6,7 @@ mod common;
 
 mod concurrency;
 mod conformance;
+mod costs;
 mod queue;
 mod reporting;
 mod specific;
