@@ -15,3 +15,14 @@ ALTER TABLE agent_runs
 
 -- Spend and run counts over time windows (`nightcrier costs`, `status`, budgets).
 CREATE INDEX agent_runs_started ON agent_runs (started_at);
+
+-- The queue serves the most severe first (critical, then warning, then anything else), then the
+-- oldest: a flood of warnings must not starve a critical fault.
+ALTER TABLE incidents ADD COLUMN severity_rank SMALLINT GENERATED ALWAYS AS
+    (CASE lower(severity) WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END) STORED;
+DROP INDEX incidents_pending;
+CREATE INDEX incidents_pending ON incidents (severity_rank, created_at, id) WHERE status = 'pending';
+
+-- When the incident last became pending through `retry` (NULL: since it was created): a pending
+-- incident expires `dedup.pending_ttl` after this.
+ALTER TABLE incidents ADD COLUMN pending_since TIMESTAMPTZ;

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod budgets;
 mod concurrency;
 mod conformance;
 mod costs;
