@@ -494,10 +494,6 @@ pub struct BudgetsConfig {
     /// USD spent (reported or computed) per UTC day, all clusters together; unset: no limit.
     pub max_spend_per_day_usd: Option<f64>,
     pub on_budget: OnBudget,
-    /// Per-run ceiling on model turns, passed to CLIs that take one.
-    pub max_turns_per_run: Option<u32>,
-    /// Per-run ceiling in USD, passed to CLIs that take one.
-    pub max_spend_per_run_usd: Option<f64>,
     /// Per-cluster limits, in addition to the global ones.
     pub clusters: BTreeMap<String, ClusterBudget>,
 }

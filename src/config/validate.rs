@@ -256,21 +256,8 @@ fn check_costs(ck: &mut Checker, c: &Config) {
         "budgets.max_spend_per_day_usd".into(),
         b.max_spend_per_day_usd,
     );
-    spend(
-        ck,
-        "budgets.max_spend_per_run_usd".into(),
-        b.max_spend_per_run_usd,
-    );
-    for (key, v) in [
-        (
-            "budgets.max_investigations_per_hour",
-            b.max_investigations_per_hour,
-        ),
-        ("budgets.max_turns_per_run", b.max_turns_per_run),
-    ] {
-        if let Some(v) = v {
-            ck.positive(key, v.into());
-        }
+    if let Some(v) = b.max_investigations_per_hour {
+        ck.positive("budgets.max_investigations_per_hour", v.into());
     }
     if let Some(ttl) = c.dedup.pending_ttl {
         ck.nonzero("dedup.pending_ttl", ttl);
