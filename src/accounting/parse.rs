@@ -111,10 +111,7 @@ fn model_name(name: &str) -> Option<String> {
 }
 
 /// The model that did most of the work: several can appear (a small model for titles).
-fn main_model<'a>(
-    models: &'a Map<String, Value>,
-    weight: impl Fn(&Value) -> f64,
-) -> Option<&'a str> {
+fn main_model(models: &Map<String, Value>, weight: impl Fn(&Value) -> f64) -> Option<&str> {
     models
         .iter()
         .max_by(|a, b| weight(a.1).total_cmp(&weight(b.1)))
@@ -164,7 +161,7 @@ fn gemini(v: &Value) -> RunUsage {
     }
     usage.model =
         main_model(models, |m| m["tokens"]["total"].as_f64().unwrap_or(0.0)).and_then(model_name);
-    usage.agent_error = Some(!v["error"].is_null() && v.get("error").is_some());
+    usage.agent_error = Some(!v["error"].is_null());
     usage
 }
 

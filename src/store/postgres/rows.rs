@@ -81,7 +81,7 @@ fn usage(row: &PgRow) -> Result<Option<RunUsage>> {
     let Some(accounting) = get::<Option<&str>>(row, "accounting")? else {
         return Ok(None);
     };
-    let accounting = Accounting::parse(&accounting)
+    let accounting = Accounting::parse(accounting)
         .ok_or_else(|| StoreError::decode(CTX, format!("unknown accounting {accounting:?}")))?;
     Ok(Some(RunUsage {
         accounting,
