@@ -311,7 +311,7 @@ async fn the_claude_preset_runs_the_real_cli_to_a_written_report() {
     assert_eq!(result["result"], FINAL_TEXT);
     if let Ok(dir) = std::env::var("NIGHTCRIER_CAPTURE_AGENT_OUTPUT") {
         std::fs::write(
-            PathBuf::from(dir).join("claude.json"),
+            PathBuf::from(dir).join("claude-cache-tokens.json"),
             format!("{result_line}\n"),
         )
         .unwrap();

@@ -5,7 +5,8 @@
 //!   "num_turns", "total_cost_usd", "usage": {input_tokens, output_tokens,
 //!   cache_read_input_tokens, cache_creation_input_tokens}, "modelUsage": {<model>: {..}}}`.
 //! - Codex (`exec --json`): JSON lines; each `{"type":"turn.completed","usage":{input_tokens,
-//!   cached_input_tokens, output_tokens}}` counts one turn (input includes the cached part);
+//!   cached_input_tokens, cache_write_input_tokens, output_tokens, reasoning_output_tokens}}`
+//!   counts one turn (input includes the cached part, output the reasoning part);
 //!   `turn.failed` / `error` events mark an error. Older versions sent
 //!   `{"msg":{"type":"token_count","info":{"total_token_usage":{..}}}}`.
 //! - Gemini CLI (`-o json`): one pretty-printed object `{"response", "stats": {"models":
@@ -178,6 +179,10 @@ fn codex(values: &[Value]) -> RunUsage {
                 usage.input_tokens = add(usage.input_tokens, input);
                 usage.output_tokens = add(usage.output_tokens, tokens(&u["output_tokens"]));
                 usage.cache_read_tokens = add(usage.cache_read_tokens, cached);
+                usage.cache_write_tokens = add(
+                    usage.cache_write_tokens,
+                    tokens(&u["cache_write_input_tokens"]),
+                );
                 usage.turns = add(usage.turns, Some(1));
                 usage.agent_error.get_or_insert(false);
             }
