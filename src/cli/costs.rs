@@ -46,7 +46,9 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let span =
         TimeDelta::from_std(since).map_err(|_| anyhow::anyhow!("--since {since:?} is too long"))?;
-    let since = Utc::now() - span;
+    let since = Utc::now()
+        .checked_sub_signed(span)
+        .ok_or_else(|| anyhow::anyhow!("--since {since:?} reaches before the calendar's start"))?;
     let groups = store.cost_groups(since, by.into()).await?;
     let report = CostsReport {
         since,

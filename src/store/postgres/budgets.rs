@@ -61,21 +61,28 @@ pub(super) async fn evaluate_and_hold(
 }
 
 async fn hold_pending(tx: &mut PgConnection, cluster: Option<&str>, hold: &Hold) -> Result<()> {
-    let query = if hold.skip {
-        "UPDATE incidents SET status = 'skipped', failure_reason = $1, finished_at = $3 \
-         WHERE status = 'pending' AND ($2::TEXT IS NULL OR cluster = $2)"
-    } else {
-        "UPDATE incidents SET failure_reason = $1 \
-         WHERE status = 'pending' AND failure_reason IS DISTINCT FROM $1 \
-           AND ($2::TEXT IS NULL OR cluster = $2) AND $3::TIMESTAMPTZ IS NOT NULL"
-    };
-    sqlx::query(query)
+    let done = if hold.skip {
+        sqlx::query(
+            "UPDATE incidents SET status = 'skipped', failure_reason = $1, finished_at = $3 \
+             WHERE status = 'pending' AND ($2::TEXT IS NULL OR cluster = $2)",
+        )
         .bind(&hold.reason)
         .bind(cluster)
         .bind(time::now())
         .execute(&mut *tx)
         .await
-        .map_err(StoreError::db(CTX))?;
+    } else {
+        sqlx::query(
+            "UPDATE incidents SET failure_reason = $1 \
+             WHERE status = 'pending' AND failure_reason IS DISTINCT FROM $1 \
+               AND ($2::TEXT IS NULL OR cluster = $2)",
+        )
+        .bind(&hold.reason)
+        .bind(cluster)
+        .execute(&mut *tx)
+        .await
+    };
+    done.map_err(StoreError::db(CTX))?;
     Ok(())
 }
 
