@@ -125,6 +125,7 @@ async fn run() {
             mcp: McpConfig::new(sims[i % servers].endpoint()),
             triage: TriageConfig::default(),
             agent: None,
+            evidence: Default::default(),
         })
         .collect();
 

@@ -175,6 +175,10 @@ impl App {
 
         // Consumer.
         let runner = AgentRunner::new(&config);
+        // Said at start, not at the first incident: the agent would fail on every run.
+        for problem in runner.missing_api_keys() {
+            tracing::error!("{problem}");
+        }
         let pool = WorkerPool::new(
             store.clone(),
             Arc::new(runner.clone()),

@@ -141,6 +141,7 @@ pub async fn run(args: &Args) {
             )),
             triage: TriageConfig::default(),
             agent: None,
+            evidence: Default::default(),
         })
         .collect();
     let config = dir.path().join("nightcrier.yaml");

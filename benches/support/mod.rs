@@ -300,6 +300,7 @@ impl Pipeline {
                 mcp: McpConfig::new(sims[i % spec.servers].endpoint()),
                 triage: TriageConfig::default(),
                 agent: None,
+                evidence: Default::default(),
             })
             .collect();
         let (sender, receiver) = ingest::channel(spec.buffer_capacity);

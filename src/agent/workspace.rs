@@ -78,6 +78,7 @@ impl Workspace {
         for stale in [
             self.report_file(),
             self.output_dir().join("last-message.txt"),
+            self.output_dir().join("verdict.json"),
         ] {
             match fs::remove_file(&stale) {
                 Ok(()) => {}

@@ -40,7 +40,11 @@ pub enum IncidentsCommand {
     Cancel { id: String },
 }
 
-pub async fn run(cmd: &IncidentsCommand, store: &Store) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    cmd: &IncidentsCommand,
+    store: &Store,
+    workspace_root: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
     match cmd {
         IncidentsCommand::List {
             status,
@@ -80,6 +84,9 @@ pub async fn run(cmd: &IncidentsCommand, store: &Store) -> anyhow::Result<ExitCo
             let incident = store.get(id).await?;
             let runs = store.agent_runs(incident.id).await?;
             let occurrences = store.occurrences(incident.id, 20).await?;
+            let ws = workspace_root.join(incident.id.to_string());
+            let verdict = crate::report::verdict::read(&ws);
+            let evidence = crate::evidence::load_index(&ws);
             if *json {
                 let mut v = serde_json::to_value(&incident)?;
                 if let Some(obj) = v.as_object_mut() {
@@ -88,10 +95,20 @@ pub async fn run(cmd: &IncidentsCommand, store: &Store) -> anyhow::Result<ExitCo
                         "recent_occurrences".into(),
                         serde_json::to_value(&occurrences)?,
                     );
+                    if let Some(v) = &verdict {
+                        obj.insert("verdict".into(), serde_json::to_value(v)?);
+                    }
+                    if let Some(e) = &evidence {
+                        obj.insert("evidence".into(), serde_json::to_value(e)?);
+                    }
                 }
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{}", describe(&incident));
+                print!(
+                    "{}",
+                    investigation_lines(verdict.as_ref(), evidence.as_ref())
+                );
                 if !runs.is_empty() {
                     println!("\nattempts:");
                     let rows: Vec<Vec<String>> = runs
@@ -231,4 +248,57 @@ fn describe(i: &Incident) -> String {
         .into_iter()
         .map(|(k, v)| format!("{k:<width$}  {v}\n"))
         .collect()
+}
+
+/// The verdict and the evidence bundle of `incidents show` (escaped: both come from the
+/// cluster or the agent).
+fn investigation_lines(
+    verdict: Option<&crate::report::verdict::Verdict>,
+    evidence: Option<&crate::evidence::Index>,
+) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    let mut out = String::new();
+    if let Some(v) = verdict {
+        if let Some(h) = v.headline() {
+            out.push_str(&format!("verdict: {}\n", clean(&h)));
+        } else if let Some(c) = &v.confidence {
+            let missing = v.missing.as_deref().unwrap_or("");
+            out.push_str(&format!("verdict: {} {}\n", clean(c), clean(missing)));
+        }
+        if !v.evidence.is_empty() {
+            out.push_str(&format!(
+                "verdict evidence: {}\n",
+                clean(&v.evidence.join(", "))
+            ));
+        }
+    }
+    if let Some(e) = evidence {
+        out.push_str(&format!(
+            "evidence: {} calls, {} gaps, {} ms\n",
+            e.calls.len(),
+            e.gaps().count(),
+            e.duration_ms
+        ));
+        if let Some(why) = &e.session_error {
+            out.push_str(&format!("  no session: {}\n", clean(why)));
+        }
+        for c in &e.calls {
+            let what = match &c.error {
+                Some(err) => format!("gap: {}", clean(err)),
+                None => format!("{} bytes", c.bytes),
+            };
+            out.push_str(&format!(
+                "  {} {} ({} ms) {}\n",
+                c.file.as_deref().map_or_else(|| c.label.clone(), clean),
+                c.tool,
+                c.duration_ms,
+                what
+            ));
+        }
+    }
+    out
 }

@@ -261,6 +261,26 @@ pub struct AgentConfig {
     /// A report smaller than this counts as no report.
     pub min_report_bytes: u64,
     pub container: Option<ContainerConfig>,
+    /// The CLI's turn limit (claude `--max-turns`, gemini `model.maxSessionTurns`, goose
+    /// `--max-turns`; codex has none).
+    pub max_turns: u32,
+    /// Built-in tools offered to the agent, in the CLI's own names (claude: `Read`, `Bash`...;
+    /// gemini: `read_file`, `run_shell_command`...). `None`: the preset's default.
+    pub allowed_tools: Option<Vec<String>>,
+    /// Inline text appended to the built-in instructions of the prompt.
+    pub additional_prompt: Option<String>,
+    /// Offer the cluster's read-only MCP tools through nightcrier's per-run endpoint.
+    pub mcp_tools: bool,
+    /// Give the agent the cluster's kubeconfig (`KUBECONFIG`) for kubectl.
+    pub kubectl: bool,
+    /// Bound on one MCP tool call made by the agent (upstream call included).
+    #[serde(with = "humantime_serde")]
+    pub mcp_call_timeout: Duration,
+    /// Largest tool result handed to the agent; a larger one is an error telling it to narrow
+    /// the request.
+    pub mcp_max_result_bytes: usize,
+    /// MCP tool calls allowed per run; later calls are refused.
+    pub mcp_max_calls: u32,
 }
 
 impl Default for AgentConfig {
@@ -277,6 +297,14 @@ impl Default for AgentConfig {
             command: Vec::new(),
             min_report_bytes: 100,
             container: None,
+            max_turns: 30,
+            allowed_tools: None,
+            additional_prompt: None,
+            mcp_tools: true,
+            kubectl: true,
+            mcp_call_timeout: Duration::from_secs(30),
+            mcp_max_result_bytes: 256 * 1024,
+            mcp_max_calls: 200,
         }
     }
 }
@@ -307,6 +335,38 @@ pub struct ClusterConfig {
     /// Replaces the global `agent` block for this cluster when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentConfig>,
+    /// What nightcrier reads from the cluster's MCP server before the agent starts.
+    #[serde(default)]
+    pub evidence: EvidenceConfig,
+}
+
+/// The evidence bundle gathered before each run (see `evidence`): bounds and the switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    pub enabled: bool,
+    /// Bound on each tool call (and on opening the session).
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// Bound on the whole gathering: the run starts after at most this long.
+    #[serde(with = "humantime_serde")]
+    pub budget: Duration,
+    /// Largest reply kept per call; a larger one is recorded as a gap.
+    pub max_call_bytes: usize,
+    /// Lines of each container log (`tail`).
+    pub log_tail_lines: u32,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            call_timeout: Duration::from_secs(5),
+            budget: Duration::from_secs(15),
+            max_call_bytes: 256 * 1024,
+            log_tail_lines: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

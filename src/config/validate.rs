@@ -205,6 +205,21 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
             cl.mcp.subscribe_timeout,
         );
         ck.nonzero(&format!("{key}.mcp.event_timeout"), cl.mcp.event_timeout);
+        if cl.evidence.enabled {
+            ck.nonzero(
+                &format!("{key}.evidence.call_timeout"),
+                cl.evidence.call_timeout,
+            );
+            ck.nonzero(&format!("{key}.evidence.budget"), cl.evidence.budget);
+            ck.positive(
+                &format!("{key}.evidence.max_call_bytes"),
+                cl.evidence.max_call_bytes as u64,
+            );
+            ck.positive(
+                &format!("{key}.evidence.log_tail_lines"),
+                u64::from(cl.evidence.log_tail_lines),
+            );
+        }
         if let Some(agent) = &cl.agent {
             check_agent(&mut ck, &format!("{key}.agent"), agent);
         }
@@ -361,6 +376,35 @@ fn check_agent(ck: &mut Checker, key: &str, a: &AgentConfig) {
                 format!("{name:?} is not a valid environment variable name"),
             );
         }
+    }
+    ck.positive(&format!("{key}.max_turns"), a.max_turns.into());
+    ck.nonzero(&format!("{key}.mcp_call_timeout"), a.mcp_call_timeout);
+    if a.mcp_max_result_bytes < 1024 || a.mcp_max_result_bytes > 16 * 1024 * 1024 {
+        ck.fail(
+            format!("{key}.mcp_max_result_bytes"),
+            "must be between 1024 and 16777216",
+        );
+    }
+    ck.positive(&format!("{key}.mcp_max_calls"), a.mcp_max_calls.into());
+    if let Some(tools) = &a.allowed_tools {
+        if let Some(bad) = tools
+            .iter()
+            .find(|t| t.trim().is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            ck.fail(
+                format!("{key}.allowed_tools"),
+                format!("{bad:?} is not a tool name"),
+            );
+        }
+    }
+    if a.additional_prompt
+        .as_ref()
+        .is_some_and(|p| p.len() > 64 * 1024)
+    {
+        ck.fail(
+            format!("{key}.additional_prompt"),
+            "is longer than 65536 bytes",
+        );
     }
     if let Some(p) = &a.system_prompt_file {
         if !p.is_file() {

@@ -130,6 +130,55 @@ pub fn report(f: &Facts) -> String {
     )
 }
 
+fn verdict_json(d: &super::diagnose::Diagnosis) -> Value {
+    serde_json::json!({
+        "root_cause": d.root_cause,
+        "confidence": d.confidence,
+        "category": d.category,
+        "evidence": d.evidence,
+    })
+}
+
+/// The report when the evidence showed the cause.
+pub fn evidence_report(f: &Facts, d: &super::diagnose::Diagnosis) -> String {
+    let resource = match &f.namespace {
+        Some(ns) => format!("{} {}/{}", f.kind, ns, f.name),
+        None => format!("{} {}", f.kind, f.name),
+    };
+    let refs: Vec<String> = d.evidence.iter().map(|e| format!("`{e}`")).collect();
+    let fence = crate::agent::quote(&d.quote);
+    format!(
+        "# Investigation: {fault} on {resource}\n\n\
+         **Verdict:** {cause} (confidence: {conf})\n\n\
+         > **DEMO REPORT.** Written by nightcrier's built-in demo agent from the evidence bundle \
+         nightcrier gathered from the (simulated) cluster; no AI was involved.\n\n\
+         ## Summary\n\n\
+         Cluster `{cluster}` reported a **{severity}** `{fault}` fault on {resource} \
+         ({occ} occurrence(s)). Incident `{id}`.\n\n\
+         ## Root Cause\n\n{cause}\n\n\
+         Hypotheses: the `{fault}` state is the symptom; the line below confirms the cause, and \
+         no other warning in the bundle contradicts it.\n\n\
+         ## Evidence\n\n\
+         From {refs}:\n\n{fence}\n\
+         ## Recommended Actions\n\n1. {action}\n\n\
+         ## Confidence\n\n{conf_title}: the cause is stated verbatim in the evidence.\n",
+        fault = f.fault_type,
+        cause = d.root_cause,
+        conf = d.confidence,
+        conf_title = if d.confidence == "high" {
+            "High"
+        } else {
+            d.confidence
+        },
+        cluster = f.cluster,
+        severity = f.severity,
+        occ = f.occurrences,
+        id = f.incident_id,
+        refs = refs.join(", "),
+        action = d.action,
+    )
+}
+
 fn env_path(name: &'static str) -> Result<PathBuf, DemoAgentError> {
     std::env::var_os(name)
         .map(PathBuf::from)
@@ -160,6 +209,9 @@ pub async fn run_with(
         source,
     })?;
     let f = facts(&doc);
+    let workspace = incident_file.parent().unwrap_or(Path::new("."));
+    let bundle = crate::evidence::load_bundle(workspace);
+    let diagnosis = bundle.as_ref().and_then(super::diagnose::diagnose);
     let steps = [
         format!(
             "demo agent: reading incident {} ({} on {})",
@@ -170,7 +222,14 @@ pub async fn run_with(
             f.kind.to_lowercase(),
             f.name
         ),
-        "demo agent: pretending to read events and logs".to_string(),
+        match &bundle {
+            Some(b) => format!(
+                "demo agent: reading the evidence bundle ({} calls, {} gaps)",
+                b.index.calls.len(),
+                b.index.gaps().count()
+            ),
+            None => "demo agent: no evidence bundle; pretending to read events and logs".into(),
+        },
         "demo agent: writing output/investigation.md".to_string(),
     ];
     let pause = think / steps.len() as u32;
@@ -186,10 +245,25 @@ pub async fn run_with(
                 source,
             })?;
     }
-    tokio::fs::write(report_file, report(&f))
+    let (text, verdict) = match &diagnosis {
+        Some(d) => (evidence_report(&f, d), verdict_json(d)),
+        None => (
+            report(&f),
+            serde_json::json!({"confidence": "inconclusive", "category": "other",
+                "missing": "the demo agent recognises only the simulated scenarios' evidence"}),
+        ),
+    };
+    tokio::fs::write(report_file, text)
         .await
         .map_err(|source| DemoAgentError::Write {
             path: report_file.to_path_buf(),
+            source,
+        })?;
+    let verdict_file = report_file.with_file_name("verdict.json");
+    tokio::fs::write(&verdict_file, verdict.to_string())
+        .await
+        .map_err(|source| DemoAgentError::Write {
+            path: verdict_file,
             source,
         })?;
     println!("demo agent: done");

@@ -5,6 +5,7 @@
 //! terminals can watch with `--config`); it must not be used by production paths.
 
 pub mod agent;
+pub mod diagnose;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -81,6 +82,7 @@ pub fn demo_config(args: &DemoArgs, dir: &Path, exe: &Path, endpoints: &[String]
             mcp: McpConfig::new(endpoint.clone()),
             triage: TriageConfig::default(),
             agent: None,
+            evidence: Default::default(),
         })
         .collect();
     c

@@ -216,6 +216,7 @@ async fn page(
             body.push_str(&format!("<p><strong>Confidence:</strong> {}</p>", esc(c)));
         }
     }
+    body.push_str(&investigation_html(ws.dir()).await);
     body.push_str("<h2>Files</h2><ul>");
     if report.is_some() {
         body.push_str(&format!(
@@ -352,4 +353,63 @@ async fn resolve_inside(dir: &Path, path: &Path) -> Result<Option<PathBuf>, Page
         return Ok(None);
     }
     Ok(Some(real))
+}
+
+/// The verdict (`output/verdict.json`, else the report's verdict line) and the evidence bundle's
+/// index, read bounded off the async threads.
+async fn investigation_html(dir: &Path) -> String {
+    let dir = dir.to_path_buf();
+    let (verdict, index) = tokio::task::spawn_blocking(move || {
+        (
+            crate::report::verdict::read(&dir),
+            crate::evidence::load_index(&dir),
+        )
+    })
+    .await
+    .unwrap_or((None, None));
+    let mut out = String::new();
+    if let Some(v) = verdict {
+        out.push_str("<h2>Verdict</h2>");
+        if let Some(h) = v.headline() {
+            out.push_str(&format!("<p>{}</p>", esc(&h)));
+        }
+        if let Some(c) = v.confidence.as_deref().filter(|_| v.root_cause.is_none()) {
+            let missing = v.missing.as_deref().unwrap_or("");
+            out.push_str(&format!("<p>{}: {}</p>", esc(c), esc(missing)));
+        }
+        if let Some(c) = &v.category {
+            out.push_str(&format!("<p><strong>Category:</strong> {}</p>", esc(c)));
+        }
+        if !v.evidence.is_empty() {
+            out.push_str(&format!(
+                "<p><strong>Evidence:</strong> {}</p>",
+                esc(&v.evidence.join(", "))
+            ));
+        }
+    }
+    if let Some(e) = index {
+        out.push_str(&format!(
+            "<h2>Evidence</h2><p>{} tool calls, {} gaps, gathered in {} ms before the agent started.</p>",
+            e.calls.len(),
+            e.gaps().count(),
+            e.duration_ms
+        ));
+        if let Some(why) = &e.session_error {
+            out.push_str(&format!("<p>No session: {}</p>", esc(why)));
+        }
+        out.push_str("<table><tr><th>File</th><th>Tool</th><th>Arguments</th><th>ms</th><th>Bytes</th><th>Error</th></tr>");
+        for c in &e.calls {
+            out.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(c.file.as_deref().unwrap_or(&c.label)),
+                esc(&c.tool),
+                esc(&c.arguments.to_string()),
+                c.duration_ms,
+                c.bytes,
+                esc(c.error.as_deref().unwrap_or(""))
+            ));
+        }
+        out.push_str("</table>");
+    }
+    out
 }

@@ -28,7 +28,8 @@ pub mod fleet;
 pub mod jsonrpc;
 pub mod session;
 pub mod sink;
-pub mod sse;
+/// The SSE parser lives in the shared client module; re-exported for the existing paths.
+pub use crate::mcp_client::sse;
 pub mod supervisor;
 
 pub use error::McpError;

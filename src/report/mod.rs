@@ -15,6 +15,7 @@ mod render;
 mod reporter;
 mod slack;
 mod summary;
+pub mod verdict;
 
 #[cfg(feature = "object-storage")]
 mod artifacts;

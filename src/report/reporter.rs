@@ -226,6 +226,15 @@ impl Reporter {
                 Summary::default()
             }
         };
+        // The agent's verdict.json, when present, states the cause for machines: it wins.
+        let summary = match super::verdict::read(ws.dir()) {
+            Some(v) if v.root_cause.is_some() => Summary {
+                root_cause: v.root_cause.as_deref().map(super::summary::truncate),
+                confidence: v.confidence.or(summary.confidence),
+                excerpt: summary.excerpt,
+            },
+            _ => summary,
+        };
         #[allow(unused_mut)]
         let mut links = Links::for_incident(self.settings.base_url.as_deref(), incident);
         #[cfg(feature = "object-storage")]

@@ -191,12 +191,16 @@ async fn handle(st: &SimState, session: &str, method: &str, params: &Value) -> R
             }
             Ok(json!({}))
         }
-        "tools/list" => Ok(json!({"tools": [
-            {"name": "events_subscribe", "inputSchema": {"type": "object"}},
-            {"name": "events_unsubscribe", "inputSchema": {"type": "object"}},
-            {"name": "events_list_subscriptions", "inputSchema": {"type": "object"}}
-        ]})),
-        "tools/call" => Ok(call_tool(st, session, params).await),
+        "tools/list" => Ok(super::tools::list(st.cfg.read_only)),
+        "tools/call" => {
+            let name = params.get("name").and_then(Value::as_str).unwrap_or("");
+            if super::tools::handles(name) {
+                let args = params.get("arguments").cloned().unwrap_or(json!({}));
+                st.cluster.call(name, &args, st.generation()).await
+            } else {
+                Ok(call_tool(st, session, params).await)
+            }
+        }
         other => Err((-32601, format!("method not found: {other}"))),
     }
 }

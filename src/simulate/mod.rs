@@ -18,7 +18,9 @@
 
 mod cli;
 mod http;
+mod scenarios;
 mod state;
+mod tools;
 mod world;
 
 use std::net::SocketAddr;
@@ -34,6 +36,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use cli::{run_cli, SimulateArgs};
+pub use scenarios::Scenario;
+pub use tools::{ToolFault, MUTATING_TOOLS};
 pub use world::{FaultSpec, InvalidRate, Rate};
 
 use state::SimState;
@@ -68,6 +72,9 @@ pub struct SimConfig {
     /// Send the GET stream's response headers only with its first event (as some servers do),
     /// so a client that waits for them before going on hangs.
     pub late_stream_headers: bool,
+    /// Leave the mutating tools out of `tools/list`, as a server started with `--read-only`
+    /// does. Either way calling one gets that server's `unknown tool` error.
+    pub read_only: bool,
 }
 
 impl Default for SimConfig {
@@ -86,6 +93,7 @@ impl Default for SimConfig {
             max_subscriptions_total: 100,
             bearer_token: None,
             late_stream_headers: false,
+            read_only: false,
         }
     }
 }
@@ -341,6 +349,17 @@ impl SimHandle {
     /// `DELETE`); also for sessions that have ended.
     pub fn method_log(&self, session_id: &str) -> Option<Vec<String>> {
         self.state.method_log(session_id)
+    }
+
+    /// Makes the read-only tool `tool` misbehave (`None`: answer normally again).
+    pub fn set_tool_fault(&self, tool: &str, fault: Option<ToolFault>) {
+        self.state.cluster.set_fault(tool, fault);
+    }
+
+    /// Adds the objects, logs and events of `spec`'s scenario to the cluster the tools serve,
+    /// without emitting the fault (emitting also adds them).
+    pub fn add_to_cluster(&self, spec: &FaultSpec) {
+        self.state.cluster.register(spec);
     }
 
     pub async fn shutdown(self) {

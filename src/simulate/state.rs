@@ -128,6 +128,8 @@ pub(crate) struct SimState {
     /// Pings are never answered (a stuck server behind a live TCP connection).
     pub pings_hang: AtomicBool,
     next_id: AtomicU64,
+    /// The objects, logs and events the read-only Kubernetes tools serve.
+    pub cluster: super::tools::Cluster,
 }
 
 /// A frame ready to go to one stream, and the subscription to cancel if it cannot.
@@ -157,6 +159,7 @@ impl SimState {
             subscribe_hangs: AtomicBool::new(false),
             pings_hang: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
+            cluster: super::tools::Cluster::new(),
         }
     }
 
@@ -252,6 +255,7 @@ impl SimState {
     /// session's ghosts, as the server leaks them). Returns how many notifications were
     /// delivered.
     pub async fn emit_fault(&self, spec: &FaultSpec) -> usize {
+        self.cluster.register(spec);
         let cluster = &self.cfg.context;
         let fid = spec.fault_id(cluster);
         let now = Instant::now();

@@ -9,6 +9,7 @@ use chrono::{FixedOffset, Offset, SecondsFormat, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::scenarios::Scenario;
 use crate::fault::{fault_id, Fault, ResourceRef};
 
 /// One broken object and the fault it produces.
@@ -98,7 +99,7 @@ impl FaultSpec {
                     "Job has reached the specified backoff limit: BackoffLimitExceeded".to_string(),
                 ),
             };
-        Self {
+        let mut spec = Self {
             fault_type: fault_type.into(),
             severity: severity.into(),
             api_version: api_version.into(),
@@ -108,7 +109,12 @@ impl FaultSpec {
             uid,
             container: container.into(),
             context,
+        };
+        // The context names what the scenario's container last did (e.g. OOMKilled).
+        if let Some(c) = Scenario::of(&spec).and_then(|s| s.context(fault_type, container)) {
+            spec.context = c;
         }
+        spec
     }
 
     /// The faultId the server computes for this fault in cluster context `cluster`.

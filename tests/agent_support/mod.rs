@@ -43,6 +43,7 @@ pub fn cluster(name: &str, kubeconfig: Option<PathBuf>) -> ClusterConfig {
             kubeconfig,
         },
         agent: None,
+        evidence: Default::default(),
     }
 }
 

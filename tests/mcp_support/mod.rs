@@ -102,6 +102,7 @@ pub fn cluster(name: &str, endpoint: &str) -> ClusterConfig {
         mcp,
         triage: TriageConfig::default(),
         agent: None,
+        evidence: Default::default(),
     }
 }
 
