@@ -105,6 +105,7 @@ impl App {
                 url: config.database.url.redacted(),
                 source,
             })?;
+        store.set_budgets(crate::store::BudgetPolicy::from_config(&config));
         let health = Health::new();
         let reporter = Reporter::from_config(store.clone(), &config)?;
         let http = HttpServer::bind_configured(

@@ -158,6 +158,9 @@ pub struct AgentRun {
     pub outcome: Option<IncidentStatus>,
     pub reason: Option<String>,
     pub log_path: Option<String>,
+    /// Tokens, turns and cost as the agent reported them; `None` until the run is accounted.
+    #[serde(default)]
+    pub usage: Option<crate::accounting::RunUsage>,
 }
 
 /// The producer's view of one cluster's MCP connection, for `nightcrier status`.

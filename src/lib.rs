@@ -5,6 +5,7 @@
 //! database (`store`). See ARCHITECTURE.md for the flow.
 #![deny(unsafe_code)]
 
+pub mod accounting;
 pub mod agent;
 pub mod app;
 pub mod cli;

@@ -34,6 +34,8 @@ pub mod names {
     pub const AGENTS_RUNNING: &str = "nightcrier_agents_running";
     pub const AGENT_RUN_DURATION: &str = "nightcrier_agent_run_duration_seconds";
     pub const AGENT_RUNS: &str = "nightcrier_agent_runs_total";
+    pub const AGENT_TOKENS: &str = "nightcrier_agent_tokens_total";
+    pub const AGENT_COST_USD: &str = "nightcrier_agent_cost_usd_total";
     pub const MCP_RECONNECTS: &str = "nightcrier_mcp_reconnects_total";
     pub const MCP_CONNECTED: &str = "nightcrier_mcp_connected";
     pub const TASK_RESTARTS: &str = "nightcrier_task_restarts_total";
@@ -282,6 +284,15 @@ pub fn describe_metrics() {
         AGENT_RUNS,
         Unit::Count,
         "Agent runs finished, per cluster and outcome."
+    );
+    describe_counter!(
+        AGENT_TOKENS,
+        Unit::Count,
+        "Tokens agents reported, per cluster and kind (input, output, cache_read, cache_write)."
+    );
+    describe_gauge!(
+        AGENT_COST_USD,
+        "US dollars agents spent (reported, or priced from tokens), per cluster; only grows."
     );
     describe_counter!(
         MCP_RECONNECTS,

@@ -21,6 +21,7 @@ use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
+use nightcrier::accounting::Accounting;
 use nightcrier::agent::AgentRunner;
 use nightcrier::config::{AgentPreset, Secret};
 use nightcrier::incident::IncidentStatus;
@@ -142,7 +143,8 @@ fn stream_body(model: &str, blocks: &[Value], stop_reason: &str) -> String {
         json!({"type": "message_start", "message": {
             "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 50, "output_tokens": 1}
+            "usage": {"input_tokens": 50, "output_tokens": 1,
+                      "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 200}
         }}),
     )];
     for (index, block) in blocks.iter().enumerate() {
@@ -198,7 +200,8 @@ async fn messages(State(api): State<FakeApi>, uri: Uri, body: String) -> Respons
         let message = json!({
             "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
             "content": blocks, "stop_reason": stop_reason, "stop_sequence": null,
-            "usage": {"input_tokens": 50, "output_tokens": 40}
+            "usage": {"input_tokens": 50, "output_tokens": 40,
+                      "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 200}
         });
         Response::builder()
             .header(header::CONTENT_TYPE, "application/json")
@@ -306,6 +309,33 @@ async fn the_claude_preset_runs_the_real_cli_to_a_written_report() {
     let result: Value = serde_json::from_str(result_line).unwrap();
     assert_eq!(result["is_error"], false, "{result}");
     assert_eq!(result["result"], FINAL_TEXT);
+    if let Ok(dir) = std::env::var("NIGHTCRIER_CAPTURE_AGENT_OUTPUT") {
+        std::fs::write(
+            PathBuf::from(dir).join("claude-cache-tokens.json"),
+            format!("{result_line}\n"),
+        )
+        .unwrap();
+    }
+
+    // Accounting: the run's usage is what the CLI reported, and the fake's token counts (50
+    // input, 1000 cache reads, 200 cache writes per request) flowed through it.
+    let usage = &report.usage;
+    assert_eq!(usage.accounting, Accounting::Reported, "{usage:?}");
+    assert_eq!(usage.cost_usd, result["total_cost_usd"].as_f64());
+    assert!(usage.cost_usd.unwrap() > 0.0, "{usage:?}");
+    assert_eq!(usage.turns, result["num_turns"].as_i64());
+    assert_eq!(usage.agent_error, Some(false));
+    let input = usage.input_tokens.unwrap();
+    let cache_read = usage.cache_read_tokens.unwrap();
+    let cache_write = usage.cache_write_tokens.unwrap();
+    assert!(input >= 100 && input % 50 == 0, "{usage:?}");
+    assert_eq!(cache_read, input / 50 * 1000, "{usage:?}");
+    assert_eq!(cache_write, input / 50 * 200, "{usage:?}");
+    assert!(usage.output_tokens.unwrap() >= 80, "{usage:?}");
+    assert!(
+        usage.model.as_deref().unwrap().starts_with("claude"),
+        "{usage:?}"
+    );
     // The CLI's state stayed in the workspace.
     assert!(report.workspace.join("agent-state/claude").is_dir());
 }

@@ -117,6 +117,7 @@ fn agent_run(incident_id: Uuid, attempt: i32, pid: Option<i32>) -> AgentRun {
         outcome: None,
         reason: None,
         log_path: None,
+        usage: None,
     }
 }
 

@@ -379,3 +379,54 @@ async fn the_reporter_task_reports_runs_finished_while_it_runs_and_stops_on_canc
         .expect("the reporter stops on cancel")
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_run_cost_is_on_the_page_and_in_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path()).await;
+    let root = dir.path().join("incidents");
+    let rx = Receiver::start().await;
+    let inc = finished(
+        &store,
+        &root,
+        "f1",
+        IncidentStatus::Succeeded,
+        None,
+        Some(&fixture("crashloop_sections.md")),
+    )
+    .await;
+    let usage = nightcrier::accounting::RunUsage {
+        accounting: nightcrier::accounting::Accounting::Reported,
+        model: Some("claude-sonnet-5".into()),
+        input_tokens: Some(7350),
+        output_tokens: Some(636),
+        cache_read_tokens: Some(35400),
+        cache_write_tokens: Some(0),
+        turns: Some(3),
+        cost_usd: Some(0.04221),
+        agent_error: Some(false),
+    };
+    store
+        .set_run_usage(inc.id, inc.attempt, &usage)
+        .await
+        .unwrap();
+    let mut reporter =
+        Reporter::new(store.clone(), settings(&root, 3)).with_slack(notifier(&rx, 3));
+    reporter.run_once().await.unwrap();
+
+    let body = rx.received()[0].body.to_string();
+    for fact in [
+        "*Agent cost*\\n$0.0422 (reported)",
+        "*Tokens*\\n7350 in, 636 out, 35400 cache read, 0 cache write",
+    ] {
+        assert!(body.contains(fact), "{fact:?} missing from {body}");
+    }
+    let html = std::fs::read_to_string(html_report_file(&Workspace::new(&root, inc.id))).unwrap();
+    for fact in [
+        "<dt>Agent cost</dt><dd>$0.0422 (reported)</dd>",
+        "<dt>Model</dt><dd>claude-sonnet-5</dd>",
+        "<dt>Turns</dt><dd>3</dd>",
+    ] {
+        assert!(html.contains(fact), "{fact:?} missing from the page");
+    }
+}

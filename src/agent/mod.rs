@@ -23,6 +23,7 @@ mod presets;
 mod process;
 mod procfs;
 mod prompt;
+mod usage;
 mod workspace;
 
 use std::collections::HashMap;
@@ -73,6 +74,8 @@ pub struct AgentRunner {
     inherited: Arc<BTreeMap<String, Secret>>,
     /// For the evidence sessions (short-lived, one per run): one pool for all of them.
     evidence_http: reqwest::Client,
+    /// Prices tokens when a CLI reports no cost (`pricing`).
+    prices: Arc<crate::accounting::Prices>,
 }
 
 struct ClusterEntry {
@@ -97,6 +100,9 @@ pub struct RunReport {
     /// `cancel` fired: the run was stopped, not judged. The outcome is `failed` with reason
     /// [`REASON_INTERRUPTED`]; the worker decides what to record (e.g. re-queue on shutdown).
     pub interrupted: bool,
+    /// What the agent's CLI reported about its tokens and cost (unknown when it did not run or
+    /// printed nothing recognisable).
+    pub usage: crate::accounting::RunUsage,
 }
 
 /// Paths in the configuration are relative to nightcrier's working directory; the agent runs
@@ -130,6 +136,9 @@ impl AgentRunner {
                 .connect_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
+            prices: Arc::new(crate::accounting::Prices::from_map(
+                config.pricing.models.clone(),
+            )),
         }
     }
 
@@ -340,6 +349,7 @@ impl AgentRunner {
             duration: Duration::ZERO,
             pid: None,
             interrupted: false,
+            usage: crate::accounting::RunUsage::default(),
         };
         let evidence = self.gather_evidence(&ws, incident, &cancel).await;
         let context = RunContext {
@@ -388,6 +398,7 @@ impl AgentRunner {
             }
             Err(e) => failed(e.to_string()),
         };
+        report.usage = usage::of_run(&ws.log_file(), &self.prices, agent.model.as_deref());
         finish(report, outcome, started, incident)
     }
 

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use super::output::{escaped, opt_time, table, time};
+use crate::accounting::format_usd;
 use crate::incident::{Incident, IncidentStatus};
 use crate::store::{ListFilter, Store};
 
@@ -57,12 +58,26 @@ pub async fn run(
                 limit: Some(*limit),
             };
             let incidents = store.list(&filter).await.context("listing incidents")?;
+            let ids: Vec<_> = incidents.iter().map(|i| i.id).collect();
+            let costs = store
+                .incident_costs(&ids)
+                .await
+                .context("reading incident costs")?;
+            let cost = |i: &Incident| costs.get(&i.id).copied().flatten();
             if *json {
-                println!("{}", serde_json::to_string_pretty(&incidents)?);
+                let mut values = Vec::with_capacity(incidents.len());
+                for i in &incidents {
+                    let mut v = serde_json::to_value(i)?;
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.insert("cost_usd".into(), serde_json::to_value(cost(i))?);
+                    }
+                    values.push(v);
+                }
+                println!("{}", serde_json::to_string_pretty(&values)?);
             } else if incidents.is_empty() {
                 println!("no incidents");
             } else {
-                print!("{}", list_table(&incidents));
+                print!("{}", list_table(&incidents, &cost));
             }
         }
         IncidentsCommand::Show { id, json } => {
@@ -116,6 +131,7 @@ pub async fn run(
                             &rows
                         )
                     );
+                    print!("{}", usage_table(&runs));
                 }
             }
         }
@@ -140,7 +156,46 @@ fn resource(i: &Incident) -> String {
     }
 }
 
-fn list_table(incidents: &[Incident]) -> String {
+/// Per attempt: model, tokens, turns, cost and where the cost comes from.
+fn usage_table(runs: &[crate::incident::AgentRun]) -> String {
+    let n = |v: Option<i64>| v.map_or_else(|| "-".into(), |v| v.to_string());
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| match &r.usage {
+            None => vec![r.attempt.to_string(), "not accounted yet".into()],
+            Some(u) => vec![
+                r.attempt.to_string(),
+                u.model.clone().unwrap_or_else(|| "-".into()),
+                n(u.input_tokens),
+                n(u.output_tokens),
+                n(u.cache_read_tokens),
+                n(u.cache_write_tokens),
+                n(u.turns),
+                format_usd(u.cost_usd),
+                u.accounting.to_string(),
+            ],
+        })
+        .collect();
+    format!(
+        "\nusage:\n{}",
+        table(
+            &[
+                "ATTEMPT",
+                "MODEL",
+                "INPUT",
+                "OUTPUT",
+                "CACHE READ",
+                "CACHE WRITE",
+                "TURNS",
+                "COST",
+                "ACCOUNTING",
+            ],
+            &rows
+        )
+    )
+}
+
+fn list_table(incidents: &[Incident], cost: &dyn Fn(&Incident) -> Option<f64>) -> String {
     let rows: Vec<Vec<String>> = incidents
         .iter()
         .map(|i| {
@@ -154,13 +209,14 @@ fn list_table(incidents: &[Incident]) -> String {
                 i.occurrences.to_string(),
                 i.attempt.to_string(),
                 time(&i.created_at),
+                format_usd(cost(i)),
             ]
         })
         .collect();
     table(
         &[
             "ID", "STATUS", "CLUSTER", "FAULT", "SEVERITY", "RESOURCE", "SEEN", "ATTEMPT",
-            "CREATED",
+            "CREATED", "COST",
         ],
         &rows,
     )

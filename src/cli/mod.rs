@@ -6,6 +6,7 @@
 
 mod config_cmd;
 mod gocompat_cmd;
+mod costs;
 mod incidents;
 mod output;
 mod run;
@@ -89,6 +90,18 @@ pub enum Command {
     /// Per-cluster connection state, pending and running incidents, recent failures.
     Status {
         /// One JSON object instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Agent runs, tokens and spend over a time span, grouped.
+    Costs {
+        /// How far back (`24h`, `7d`).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        /// What to group by.
+        #[arg(long, value_enum, default_value_t = costs::By::Cluster)]
+        by: costs::By,
+        /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -218,6 +231,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let loaded = load_config(&cli)?;
             let store = open_store(&loaded).await?;
             let code = status::run(&loaded.config, &store, *json).await;
+            store.close().await;
+            code
+        }
+        Command::Costs { since, by, json } => {
+            let loaded = load_config(&cli)?;
+            let store = open_store(&loaded).await?;
+            let code = costs::run(&store, *since, *by, *json).await;
             store.close().await;
             code
         }

@@ -18,6 +18,8 @@ pub struct StatusReport {
     pub totals: BTreeMap<String, i64>,
     /// Failed, timed-out and cancelled incidents of the last 24 hours, newest first.
     pub recent_failures: Vec<Incident>,
+    /// This hour's and today's agent runs and spend.
+    pub spend: super::costs::Spend,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,6 +69,7 @@ pub async fn gather(config: &Config, store: &Store) -> anyhow::Result<StatusRepo
         clusters,
         totals,
         recent_failures: failures,
+        spend: super::costs::spend_now(store).await?,
     })
 }
 
@@ -135,6 +138,7 @@ pub fn render(report: &StatusReport) -> String {
             totals.join(", ")
         }
     ));
+    out.push_str(&super::costs::render_spend(&report.spend));
     if !report.recent_failures.is_empty() {
         out.push_str("\nrecent failures (24h):\n");
         let rows: Vec<Vec<String>> = report

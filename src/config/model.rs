@@ -26,6 +26,10 @@ pub struct Config {
     pub reporting: ReportingConfig,
     pub notifications: NotificationsConfig,
     pub clusters: Vec<ClusterConfig>,
+    /// Token prices per model, for CLIs that report tokens but not cost.
+    pub pricing: PricingConfig,
+    /// Investigations and spend allowed per window, globally and per cluster.
+    pub budgets: BudgetsConfig,
 }
 
 impl Default for Config {
@@ -43,6 +47,8 @@ impl Default for Config {
             reporting: ReportingConfig::default(),
             notifications: NotificationsConfig::default(),
             clusters: Vec::new(),
+            pricing: PricingConfig::default(),
+            budgets: BudgetsConfig::default(),
         }
     }
 }
@@ -93,12 +99,17 @@ pub struct DedupConfig {
     /// A fault seen again within this time after its incident ended opens no new incident.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
+    /// A pending incident older than this ends `expired` (old news); unset: never. A cluster can
+    /// override it in `budgets.clusters.<name>.pending_ttl`.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub pending_ttl: Option<Duration>,
 }
 
 impl Default for DedupConfig {
     fn default() -> Self {
         Self {
             cooldown: Duration::from_secs(30 * 60),
+            pending_ttl: None,
         }
     }
 }
@@ -572,4 +583,47 @@ impl SlackConfig {
             max_attempts: default_slack_max_attempts(),
         }
     }
+}
+
+/// `pricing`: USD per million tokens, per model name (exact, or the longest configured prefix).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingConfig {
+    pub models: BTreeMap<String, crate::accounting::ModelPrice>,
+}
+
+/// What a claim does with an incident a budget holds back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBudget {
+    /// Stay pending (with the reason) until the window allows.
+    #[default]
+    Wait,
+    /// End `skipped` with the reason.
+    Skip,
+}
+
+/// `budgets`: limits over clock windows (UTC hours and days), enforced in the claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetsConfig {
+    /// Agent runs started per clock hour, all clusters together; unset: no limit.
+    pub max_investigations_per_hour: Option<u32>,
+    /// USD spent (reported or computed) per UTC day, all clusters together; unset: no limit.
+    pub max_spend_per_day_usd: Option<f64>,
+    pub on_budget: OnBudget,
+    /// Per-cluster limits, in addition to the global ones.
+    pub clusters: BTreeMap<String, ClusterBudget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterBudget {
+    pub max_investigations_per_hour: Option<u32>,
+    pub max_spend_per_day_usd: Option<f64>,
+    /// Overrides `budgets.on_budget` for this cluster.
+    pub on_budget: Option<OnBudget>,
+    /// Overrides `dedup.pending_ttl` for this cluster.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub pending_ttl: Option<Duration>,
 }

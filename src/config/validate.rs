@@ -242,10 +242,62 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
         }
     }
 
+    check_costs(&mut ck, c);
+
     if ck.problems.is_empty() {
         Ok(ck.warnings)
     } else {
         Err(ck.problems)
+    }
+}
+
+/// `pricing`, `budgets` and `dedup.pending_ttl`.
+fn check_costs(ck: &mut Checker, c: &Config) {
+    for (model, price) in &c.pricing.models {
+        if model.trim().is_empty() {
+            ck.fail("pricing.models", "a model name is empty");
+        }
+        if !price.is_valid() {
+            ck.fail(
+                format!("pricing.models.{model}"),
+                "prices must be finite and not negative (USD per million tokens)",
+            );
+        }
+    }
+    let b = &c.budgets;
+    let spend = |ck: &mut Checker, key: String, v: Option<f64>| {
+        if v.is_some_and(|v| !v.is_finite() || v <= 0.0) {
+            ck.fail(key, "must be a positive number of US dollars");
+        }
+    };
+    spend(
+        ck,
+        "budgets.max_spend_per_day_usd".into(),
+        b.max_spend_per_day_usd,
+    );
+    if let Some(v) = b.max_investigations_per_hour {
+        ck.positive("budgets.max_investigations_per_hour", v.into());
+    }
+    if let Some(ttl) = c.dedup.pending_ttl {
+        ck.nonzero("dedup.pending_ttl", ttl);
+    }
+    let names: HashSet<&str> = c.clusters.iter().map(|cl| cl.name.as_str()).collect();
+    for (name, cb) in &b.clusters {
+        let key = format!("budgets.clusters.{name}");
+        if !names.contains(name.as_str()) {
+            ck.fail(&key, "names no configured cluster");
+        }
+        spend(
+            ck,
+            format!("{key}.max_spend_per_day_usd"),
+            cb.max_spend_per_day_usd,
+        );
+        if let Some(v) = cb.max_investigations_per_hour {
+            ck.positive(&format!("{key}.max_investigations_per_hour"), v.into());
+        }
+        if let Some(ttl) = cb.pending_ttl {
+            ck.nonzero(&format!("{key}.pending_ttl"), ttl);
+        }
     }
 }
 

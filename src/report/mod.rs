@@ -9,6 +9,7 @@
 //! Delivery is at least once: a message sent just before a crash may be sent again.
 
 mod breaker;
+mod cost;
 mod message;
 mod render;
 mod reporter;
@@ -20,8 +21,9 @@ pub mod verdict;
 mod artifacts;
 
 pub use breaker::{Breaker, FailedRun, Transition, MAX_REASONS};
+pub use cost::{add_to_message as add_usage_to_message, usage_rows};
 pub use message::{run_duration, Links};
-pub use render::{escape as escape_html, markdown_to_html, render_page};
+pub use render::{escape as escape_html, markdown_to_html, render_page, render_page_with};
 pub use reporter::{html_report_file, ReportCounts, ReportError, Reporter, ReporterSettings};
 pub use slack::{NotifyError, RetryPolicy, SlackNotifier};
 pub use summary::{summarize, truncate, Summary, MAX_SUMMARY_CHARS};

@@ -52,6 +52,11 @@ pub fn markdown_to_html(markdown: &str) -> String {
 
 /// A complete HTML document: the incident's key facts, then the rendered report.
 pub fn render_page(incident: &Incident, markdown: &str) -> String {
+    render_page_with(incident, markdown, &[])
+}
+
+/// [`render_page`] with `extra` key facts after the incident's (the run's cost, for example).
+pub fn render_page_with(incident: &Incident, markdown: &str, extra: &[(&str, String)]) -> String {
     let title = format!(
         "Investigation: {} {}/{} on {}",
         incident.fault_type, incident.resource_kind, incident.resource_name, incident.cluster
@@ -72,8 +77,8 @@ pub fn render_page(incident: &Incident, markdown: &str) -> String {
         ("First seen", incident.first_seen.to_rfc3339()),
     ];
     let mut meta = String::new();
-    for (k, v) in rows {
-        meta.push_str(&format!("<dt>{}</dt><dd>{}</dd>", k, escape(&v)));
+    for (k, v) in rows.iter().chain(extra) {
+        meta.push_str(&format!("<dt>{}</dt><dd>{}</dd>", escape(k), escape(v)));
     }
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::breaker::{Breaker, FailedRun, Transition};
 use super::message::{self, Links};
-use super::render::render_page;
+use super::render::render_page_with;
 use super::slack::{NotifyError, SlackNotifier};
 use super::summary::{summarize, Summary};
 use crate::agent::Workspace;
@@ -224,9 +224,12 @@ impl Reporter {
         counts: &mut ReportCounts,
     ) -> Result<bool, StoreError> {
         let ws = Workspace::new(&self.settings.workspace_root, incident.id);
+        let usage = self.latest_usage(incident).await;
+        let usage_rows = super::cost::usage_rows(usage.as_ref());
         let summary = match read_report(&ws.report_file()).await {
             Ok(markdown) => {
-                match write_html(&ws, &render_page(incident, &markdown)).await {
+                let page = render_page_with(incident, &markdown, &usage_rows);
+                match write_html(&ws, &page).await {
                     Ok(()) => counts.rendered += 1,
                     Err(e) => tracing::warn!(
                         incident_id = %incident.id, cluster = %incident.cluster, error = %e,
@@ -275,8 +278,24 @@ impl Reporter {
         if let Some(pairs) = self.cluster_context.get(&incident.cluster) {
             message::add_cluster_context(&mut msg, pairs);
         }
+        super::cost::add_to_message(&mut msg, usage.as_ref());
         self.notify("success", incident, &msg, counts).await;
         Ok(true)
+    }
+
+    /// The usage of the incident's latest attempt; `None` when unknown or unreadable (the
+    /// report goes out without it rather than wait).
+    async fn latest_usage(&self, incident: &Incident) -> Option<crate::accounting::RunUsage> {
+        match self.store.agent_runs(incident.id).await {
+            Ok(runs) => runs
+                .into_iter()
+                .find(|r| r.attempt == incident.attempt)
+                .and_then(|r| r.usage),
+            Err(e) => {
+                tracing::debug!(incident_id = %incident.id, error = %e, "cannot read the run's usage for the report");
+                None
+            }
+        }
     }
 
     async fn report_failure(&mut self, incident: &Incident, counts: &mut ReportCounts) {

@@ -122,6 +122,9 @@ struct Inner {
     pending: Arc<Notify>,
     /// The PostgreSQL LISTEN task; aborted when the last handle drops.
     listener: Option<tokio::task::JoinHandle<()>>,
+    /// Budgets and pending TTLs the claim and the expiry enforce. A std lock: read briefly, never
+    /// held across an await.
+    budgets: std::sync::RwLock<Arc<budgets::BudgetPolicy>>,
 }
 
 impl Drop for Inner {
@@ -185,6 +188,11 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     }
     sqlite::file_of(url).filter(|p| !p.as_os_str().is_empty() && p.as_os_str() != ":memory:")
 }
+mod costs;
+pub use costs::{CostGroup, CostKey, MAX_COST_IDS};
+
+mod budgets;
+pub use budgets::{Budget, BudgetPolicy};
 
 impl Store {
     /// Opens the pool (creating a SQLite file and its parent directory) and applies migrations.
@@ -212,6 +220,7 @@ impl Store {
                 cooldown: opts.dedup_cooldown,
                 pending,
                 listener,
+                budgets: std::sync::RwLock::default(),
             }),
         };
         store.migrate().await?;
@@ -231,7 +240,12 @@ impl Store {
                 loop {
                     tries += 1;
                     match migrator.run(pool).await {
-                        Err(sqlx::migrate::MigrateError::ExecuteMigration(..)) if tries < 3 => {}
+                        // Or on recording the version the winner recorded first
+                        // (`Execute`: UNIQUE constraint on _sqlx_migrations.version).
+                        Err(
+                            sqlx::migrate::MigrateError::ExecuteMigration(..)
+                            | sqlx::migrate::MigrateError::Execute(..),
+                        ) if tries < 5 => {}
                         other => break other?,
                     }
                 }
@@ -287,10 +301,21 @@ impl Store {
         Ok(recorded)
     }
 
-    /// Atomically leases the oldest pending incident whose cluster runs fewer than
+    /// Atomically leases the most severe (critical, warning, other), then oldest, pending
+    /// incident whose cluster runs fewer than
     /// `max_agents_per_cluster`, only while fewer than `max_concurrent_agents` run in total.
     /// Creates the agent-run row for the new attempt.
+    ///
+    /// With budgets in force ([`Store::set_budgets`]), the most severe then oldest incident of a
+    /// cluster no budget holds back (see [`Store::claim_at`]).
     pub async fn claim(&self, owner: &str, limits: ClaimLimits) -> Result<Option<Claimed>> {
+        if self.budgets().limits_claims() {
+            return self.claim_at(owner, limits, time::now()).await;
+        }
+        self.claim_unbudgeted(owner, limits).await
+    }
+
+    async fn claim_unbudgeted(&self, owner: &str, limits: ClaimLimits) -> Result<Option<Claimed>> {
         if owner.trim().is_empty() {
             return Err(StoreError::InvalidInput("lease owner is empty".into()));
         }

@@ -30,6 +30,15 @@ impl Rescuer {
     /// One pass; logs only when it moved something.
     pub async fn run_once(&self) -> Result<RescueCounts, StoreError> {
         let counts = self.store.rescue_expired(self.max_attempts).await?;
+        // Pending incidents past their TTL (`dedup.pending_ttl`) are old news: expire them here,
+        // with the other time-based maintenance.
+        let expired = self.store.expire_pending_at(chrono::Utc::now()).await?;
+        if expired > 0 {
+            info!(
+                expired,
+                "expired pending incidents older than their pending TTL"
+            );
+        }
         if counts.requeued > 0 || counts.failed > 0 {
             info!(
                 requeued = counts.requeued,

@@ -130,6 +130,8 @@ pub(crate) async fn execute<R: IncidentRunner>(deps: RunDeps<R>, claimed: Claime
         }
     };
 
+    // Before the lease checks: a run that lost its lease or was interrupted still spent.
+    record_usage(store, &incident, attempt, &report.usage).await;
     if lease_lost.is_cancelled() {
         return RunEnd::LeaseLost;
     }
@@ -156,6 +158,31 @@ pub(crate) async fn execute<R: IncidentRunner>(deps: RunDeps<R>, claimed: Claime
             recorded,
         },
         Err(e) => RunEnd::StoreFailed(e),
+    }
+}
+
+/// Stores the run's usage and counts it in the token and cost metrics.
+async fn record_usage(
+    store: &Store,
+    incident: &crate::incident::Incident,
+    attempt: i32,
+    usage: &crate::accounting::RunUsage,
+) {
+    use crate::telemetry::names;
+    let id = incident.id;
+    if let Err(e) = with_retry(|| store.set_run_usage(id, attempt, usage)).await {
+        warn!(incident_id = %id, error = %e, "cannot record the agent run's usage");
+    }
+    for (kind, count) in usage.tokens() {
+        if let Some(n) = count.and_then(|n| u64::try_from(n).ok()) {
+            metrics::counter!(names::AGENT_TOKENS, "cluster" => incident.cluster.clone(), "kind" => kind)
+                .increment(n);
+        }
+    }
+    if let Some(cost) = usage.cost_usd {
+        // The metrics crate's counters are integers: a gauge that only ever grows.
+        metrics::gauge!(names::AGENT_COST_USD, "cluster" => incident.cluster.clone())
+            .increment(cost);
     }
 }
 

@@ -4,9 +4,11 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod budgets;
 mod concurrency;
 mod conformance;
 mod gocompat;
+mod costs;
 mod queue;
 mod reporting;
 mod specific;

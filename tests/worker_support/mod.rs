@@ -204,6 +204,7 @@ fn report(status: IncidentStatus, reason: Option<&str>, exit: Option<i32>) -> Ru
         duration: Duration::ZERO,
         pid: None,
         interrupted,
+        usage: Default::default(),
     }
 }
 

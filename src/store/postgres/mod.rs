@@ -2,6 +2,8 @@
 //! across processes); a partial unique index keeps one open incident per fault for any number of
 //! writers; NOTIFY tells other processes that something became pending.
 
+mod budgets;
+mod costs;
 mod listener;
 mod queue;
 mod record;
@@ -16,6 +18,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+pub(super) use budgets::expire_pending;
+pub(super) use costs::*;
 pub(super) use listener::spawn_listener;
 pub(super) use queue::*;
 pub(super) use record::record_faults;

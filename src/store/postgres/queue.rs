@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::rows::{self, INCIDENT_COLUMNS, RUN_COLUMNS};
 use super::{notify_pending, with_retry};
 use crate::incident::{AgentRun, Incident, IncidentStatus, RunOutcome};
+use crate::store::budgets::BudgetPolicy;
 use crate::store::{time, ClaimLimits, Claimed, RescueCounts, Result, StoreError};
 
 /// The advisory lock key of claims ("nightcrier claim").
@@ -23,7 +24,19 @@ pub(in crate::store) async fn claim(
     limits: ClaimLimits,
     lease: Duration,
 ) -> Result<Option<Claimed>> {
-    with_retry(|| claim_once(pool, owner, limits, lease)).await
+    with_retry(|| claim_once(pool, owner, limits, lease, None)).await
+}
+
+/// [`claim`] within the budgets of `policy`, their windows judged as at `now`.
+pub(in crate::store) async fn claim_budgeted(
+    pool: &PgPool,
+    owner: &str,
+    limits: ClaimLimits,
+    lease: Duration,
+    policy: &BudgetPolicy,
+    now: DateTime<Utc>,
+) -> Result<Option<Claimed>> {
+    with_retry(|| claim_once(pool, owner, limits, lease, Some((policy, now)))).await
 }
 
 async fn claim_once(
@@ -31,6 +44,7 @@ async fn claim_once(
     owner: &str,
     limits: ClaimLimits,
     lease: Duration,
+    budgets: Option<(&BudgetPolicy, DateTime<Utc>)>,
 ) -> Result<Option<Claimed>> {
     const CTX: &str = "claiming an incident";
     let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
@@ -39,25 +53,40 @@ async fn claim_once(
         .execute(&mut *tx)
         .await
         .map_err(StoreError::db(CTX))?;
+    // Budgets first, under the lock: the holds they write are committed even when nothing is
+    // claimed, so a held incident shows why it waits.
+    let mut held: Vec<String> = Vec::new();
+    if let Some((policy, at)) = budgets {
+        let holds = super::budgets::evaluate_and_hold(&mut tx, policy, at).await?;
+        if holds.global.is_some() {
+            tx.commit().await.map_err(StoreError::db(CTX))?;
+            return Ok(None);
+        }
+        held = holds.clusters.into_iter().map(|(c, _)| c).collect();
+    }
     let running: i64 =
         sqlx::query_scalar("SELECT count(*) FROM incidents WHERE status = 'running'")
             .fetch_one(&mut *tx)
             .await
             .map_err(StoreError::db(CTX))?;
     if running >= i64::from(limits.max_concurrent_agents) {
+        tx.commit().await.map_err(StoreError::db(CTX))?;
         return Ok(None);
     }
     let candidate: Option<Uuid> = sqlx::query_scalar(
         "SELECT id FROM incidents WHERE status = 'pending' AND cluster NOT IN \
            (SELECT cluster FROM incidents WHERE status = 'running' \
             GROUP BY cluster HAVING count(*) >= $1) \
-         ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+           AND NOT (cluster = ANY($2)) \
+         ORDER BY severity_rank, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
     )
     .bind(i64::from(limits.max_agents_per_cluster))
+    .bind(&held)
     .fetch_optional(&mut *tx)
     .await
     .map_err(StoreError::db(CTX))?;
     let Some(candidate) = candidate else {
+        tx.commit().await.map_err(StoreError::db(CTX))?;
         return Ok(None);
     };
     // Read the clock only now: every completion this claim saw as committed took its finish time
@@ -390,10 +419,12 @@ pub(in crate::store) async fn retry(pool: &PgPool, id: Uuid) -> Result<Incident>
     }
     let row = sqlx::query(&format!(
         "UPDATE incidents SET status = 'pending', attempt_base = attempt, failure_reason = NULL, \
+         pending_since = $2, \
          finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 \
          RETURNING {INCIDENT_COLUMNS}"
     ))
     .bind(id)
+    .bind(time::now())
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| match &e {

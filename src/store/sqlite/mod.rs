@@ -1,5 +1,7 @@
 //! The SQLite backend: one file in WAL mode; writers serialise on `BEGIN IMMEDIATE`.
 
+mod budgets;
+mod costs;
 mod queue;
 mod record;
 mod reporting;
@@ -12,6 +14,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
+pub(super) use budgets::{claim_budgeted, expire_pending};
+pub(super) use costs::*;
 pub(super) use queue::*;
 pub(super) use record::record_faults;
 pub(super) use reporting::*;

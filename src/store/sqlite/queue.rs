@@ -4,8 +4,8 @@
 //! (`BEGIN IMMEDIATE`, or a single writing statement), so the counts a claim reads cannot change
 //! before it commits: the limits hold for any number of pools and processes on one file.
 
-use chrono::Duration;
-use sqlx::{Row, SqlitePool};
+use chrono::{DateTime, Duration, Utc};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::begin;
@@ -26,26 +26,11 @@ pub(in crate::store) async fn claim(
     lease: Duration,
 ) -> Result<Option<Claimed>> {
     let now = time::now();
-    let row = sqlx::query(&format!(
-        "UPDATE incidents SET status = 'running', attempt = attempt + 1, \
-           started_at = max(?1, coalesce( \
-             (SELECT max(finished_at) FROM incidents WHERE finished_at IS NOT NULL), 0)), \
-           lease_owner = ?2, lease_expires_at = ?3, finished_at = NULL, failure_reason = NULL \
-         WHERE id = (SELECT id FROM incidents WHERE status = 'pending' AND cluster NOT IN \
-             (SELECT cluster FROM incidents WHERE status = 'running' \
-              GROUP BY cluster HAVING count(*) >= ?4) \
-           AND (SELECT count(*) FROM incidents WHERE status = 'running') < ?5 \
-           ORDER BY created_at, id LIMIT 1) \
-         RETURNING {INCIDENT_COLUMNS}"
-    ))
-    .bind(time::to_micros(now))
-    .bind(owner)
-    .bind(time::to_micros(now + lease))
-    .bind(i64::from(limits.max_agents_per_cluster))
-    .bind(i64::from(limits.max_concurrent_agents))
-    .fetch_optional(pool)
-    .await
-    .map_err(StoreError::db("claiming an incident"))?;
+    let row = claim_statement(now, owner, limits, lease, &[])
+        .build()
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::db("claiming an incident"))?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -54,6 +39,49 @@ pub(in crate::store) async fn claim(
         attempt: incident.attempt,
         incident,
     }))
+}
+
+/// The claim: the most severe, then oldest, pending incident of a cluster not in `held` whose
+/// cluster runs fewer than the per-cluster limit, while fewer than the global limit run.
+pub(super) fn claim_statement<'a>(
+    now: DateTime<Utc>,
+    owner: &'a str,
+    limits: ClaimLimits,
+    lease: Duration,
+    held: &'a [String],
+) -> QueryBuilder<'a, Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "UPDATE incidents SET status = 'running', attempt = attempt + 1, started_at = max(",
+    );
+    qb.push_bind(time::to_micros(now))
+        .push(
+            ", coalesce((SELECT max(finished_at) FROM incidents WHERE finished_at IS NOT NULL), \
+             0)), lease_owner = ",
+        )
+        .push_bind(owner)
+        .push(", lease_expires_at = ")
+        .push_bind(time::to_micros(now + lease))
+        .push(
+            ", finished_at = NULL, failure_reason = NULL \
+             WHERE id = (SELECT id FROM incidents WHERE status = 'pending' AND cluster NOT IN \
+             (SELECT cluster FROM incidents WHERE status = 'running' \
+              GROUP BY cluster HAVING count(*) >= ",
+        )
+        .push_bind(i64::from(limits.max_agents_per_cluster))
+        .push(")");
+    if !held.is_empty() {
+        qb.push(" AND cluster NOT IN (");
+        let mut list = qb.separated(", ");
+        for cluster in held {
+            list.push_bind(cluster.as_str());
+        }
+        qb.push(")");
+    }
+    qb.push(" AND (SELECT count(*) FROM incidents WHERE status = 'running') < ")
+        .push_bind(i64::from(limits.max_concurrent_agents))
+        .push(" ORDER BY severity_rank, created_at, id LIMIT 1) RETURNING ")
+        .push(INCIDENT_COLUMNS);
+    qb
 }
 
 pub(in crate::store) async fn heartbeat(
@@ -338,8 +366,10 @@ pub(in crate::store) async fn retry(pool: &SqlitePool, id: Uuid) -> Result<Incid
     }
     sqlx::query(
         "UPDATE incidents SET status = 'pending', attempt_base = attempt, failure_reason = NULL, \
+         pending_since = ?, \
          finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
     )
+    .bind(time::to_micros(time::now()))
     .bind(&id_text)
     .execute(&mut *tx)
     .await

@@ -6,6 +6,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use uuid::Uuid;
 
+use crate::accounting::{Accounting, RunUsage};
 use crate::incident::{AgentRun, ConnectionState, FaultOccurrence, Incident, IncidentStatus};
 use crate::store::{time, Result, StoreError};
 
@@ -16,7 +17,8 @@ pub(super) const INCIDENT_COLUMNS: &str =
     lease_expires_at";
 
 pub(super) const RUN_COLUMNS: &str = "incident_id, attempt, worker, started_at, finished_at, pid, \
-    exit_code, outcome, reason, log_path";
+    exit_code, outcome, reason, log_path, model, input_tokens, output_tokens, cache_read_tokens, \
+    cache_write_tokens, turns, cost_usd, accounting, agent_error";
 
 const CTX: &str = "reading a row";
 
@@ -87,7 +89,28 @@ pub(super) fn agent_run(row: &SqliteRow) -> Result<AgentRun> {
             .transpose()?,
         reason: get(row, "reason")?,
         log_path: get(row, "log_path")?,
+        usage: usage(row)?,
     })
+}
+
+/// The accounting columns of an agent-run row (migration 0005); `None` before accounting.
+fn usage(row: &SqliteRow) -> Result<Option<RunUsage>> {
+    let Some(accounting) = get::<Option<String>>(row, "accounting")? else {
+        return Ok(None);
+    };
+    let accounting = Accounting::parse(&accounting)
+        .ok_or_else(|| StoreError::decode(CTX, format!("unknown accounting {accounting:?}")))?;
+    Ok(Some(RunUsage {
+        accounting,
+        model: get(row, "model")?,
+        input_tokens: get(row, "input_tokens")?,
+        output_tokens: get(row, "output_tokens")?,
+        cache_read_tokens: get(row, "cache_read_tokens")?,
+        cache_write_tokens: get(row, "cache_write_tokens")?,
+        turns: get(row, "turns")?,
+        cost_usd: get(row, "cost_usd")?,
+        agent_error: get(row, "agent_error")?,
+    }))
 }
 
 pub(super) fn occurrence(row: &SqliteRow) -> Result<FaultOccurrence> {
