@@ -14,6 +14,7 @@
 mod container;
 mod error;
 mod invocation;
+mod log_cap;
 mod outcome;
 mod preflight;
 mod presets;
@@ -47,10 +48,16 @@ pub use procfs::{
     marker_value, wait_group_gone, AgentGroup, MARKER_VAR,
 };
 pub use prompt::REPORT_SECTIONS;
-pub use workspace::{Workspace, MAX_OCCURRENCES_IN_FILE};
+pub use workspace::{
+    read_bounded, Bounded, FileEntry, Workspace, WorkspaceDir, MAX_OCCURRENCES_IN_FILE,
+    MAX_REPORT_BYTES,
+};
 
 /// How long [`AgentRunner::kill_leftover`] waits for a killed group to disappear.
 const LEFTOVER_EXIT_BOUND: Duration = Duration::from_secs(5);
+/// After the agent's processes are gone, how long its output may take to reach the log; a
+/// writer that escaped the kill (in a container, say) cannot hold the run open longer.
+const LOG_DRAIN_BOUND: Duration = Duration::from_secs(5);
 
 /// Everything one run needs besides the incident; built once from the configuration. Cheap to
 /// clone: clones share the preflight results.
@@ -240,9 +247,20 @@ impl AgentRunner {
             return finish(report, failed(REASON_INTERRUPTED.into()), started, incident);
         }
         let marker = marker_value(incident.id, attempt);
-        let child = match process::spawn(&invocation, log, &marker) {
+        let (capture, out) = match log_cap::LogCapture::new(log, agent.max_log_bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                let e = AgentError::workspace(ws.log_file())(e);
+                return finish(report, failed(e.to_string()), started, incident);
+            }
+        };
+        let capture = Capture::start(capture);
+        let child = match process::spawn(&invocation, out, &marker) {
             Ok(child) => child,
-            Err(e) => return finish(report, failed(e.to_string()), started, incident),
+            Err(e) => {
+                capture.finish(incident).await;
+                return finish(report, failed(e.to_string()), started, incident);
+            }
         };
         report.pid = child.id();
         if let Some(pid) = report.pid {
@@ -258,20 +276,17 @@ impl AgentRunner {
             limits,
             &cancel,
             invocation.stop_command.as_ref(),
+            &marker,
         )
         .await
         {
             Ok(ending) => {
                 report.interrupted = matches!(ending, process::Ending::Interrupted);
-                outcome::evaluate(
-                    &ending,
-                    &ws.report_file(),
-                    agent.min_report_bytes,
-                    agent.timeout,
-                )
+                outcome::evaluate(&ending, &ws, agent.min_report_bytes, agent.timeout)
             }
             Err(e) => failed(e.to_string()),
         };
+        capture.finish(incident).await;
         finish(report, outcome, started, incident)
     }
 
@@ -302,7 +317,7 @@ impl AgentRunner {
             .then_some(system_prompt.as_deref())
             .flatten();
         let text = prompt::render(incident, occurrences, ws.dir(), &ws.report_file(), appended);
-        workspace::write_private(&ws.prompt_file(), text.as_bytes())?;
+        ws.write(&ws.prompt_file(), text.as_bytes())?;
         self.write_permissions(ws, &incident.cluster)?;
 
         let entry = self.clusters.get(&incident.cluster);
@@ -320,10 +335,10 @@ impl AgentRunner {
         };
         let invocation = invocation::build(&spec)?;
         for dir in &invocation.dirs {
-            workspace::private_dir(dir)?;
+            ws.create_dir(dir)?;
         }
         for (path, content) in &invocation.files {
-            workspace::write_private(path, content.as_bytes())?;
+            ws.write(path, content.as_bytes())?;
         }
         let mut log = ws.open_log()?;
         writeln!(
@@ -352,7 +367,51 @@ impl AgentRunner {
                 what: "cluster_permissions.json",
                 source,
             })?;
-        workspace::write_private(&ws.permissions_file(), &json)
+        ws.write(&ws.permissions_file(), &json)
+    }
+}
+
+/// The running [`log_cap::LogCapture`] of one run; aborted if the run's future is dropped.
+struct Capture {
+    task: tokio::task::JoinHandle<std::io::Result<log_cap::Captured>>,
+    stop: CancellationToken,
+}
+
+impl Capture {
+    fn start(capture: log_cap::LogCapture) -> Self {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(capture.run(stop.clone()));
+        Self { task, stop }
+    }
+
+    /// Waits (bounded) for the output to end, then for the tail to be written.
+    async fn finish(mut self, incident: &Incident) {
+        let result = match tokio::time::timeout(LOG_DRAIN_BOUND, &mut self.task).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.stop.cancel();
+                (&mut self.task).await
+            }
+        };
+        match result {
+            Ok(Ok(c)) if c.cut > 0 => tracing::info!(
+                incident_id = %incident.id, received = c.received, cut = c.cut,
+                "agent output above agent.max_log_bytes was cut from agent.log"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(incident_id = %incident.id, error = %e, "writing agent.log failed")
+            }
+            Err(e) => {
+                tracing::warn!(incident_id = %incident.id, error = %e, "agent log task failed")
+            }
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

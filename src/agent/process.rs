@@ -4,8 +4,11 @@
 //! gets SIGTERM, then SIGKILL after the grace; and whatever the ending, the group gets a final
 //! SIGKILL, because a grandchild that outlives its leader is still the agent's.
 //!
-//! Limits, by design: a descendant that leaves the group (`setsid`) escapes all of this (only a
-//! cgroup would hold it); and the final SIGKILL goes to the group id after the leader was
+//! A descendant that leaves the group (`setsid`) escapes the group kill; it still carries the
+//! run's marker variable in its environment, so after the group kill every live process with
+//! that marker is killed too ([`procfs::kill_marked`]), and at start-up the worker kills marked
+//! processes of runs that are over. (A process that also clears its environment escapes both;
+//! only a cgroup would hold it.) The final SIGKILL goes to the group id after the leader was
 //! reaped, which is safe because Linux does not hand out a pid while a group of that id exists.
 
 use std::fs::File;
@@ -128,6 +131,7 @@ pub async fn supervise(
     limits: Limits,
     cancel: &CancellationToken,
     stop_command: Option<&(String, Vec<String>)>,
+    marker: &str,
 ) -> Result<Ending, AgentError> {
     let pid = child.id().unwrap_or(0);
     let pgid = pid as i32;
@@ -149,6 +153,14 @@ pub async fn supervise(
         tracing::warn!(pgid, ?left, "agent processes still alive after SIGKILL");
     }
     guard.armed = false;
+    let strays = procfs::kill_marked(marker, GROUP_EXIT_BOUND).await;
+    if !strays.is_empty() {
+        tracing::warn!(
+            pgid,
+            ?strays,
+            "agent processes that left the group still alive after SIGKILL"
+        );
+    }
     Ok(ending)
 }
 

@@ -250,7 +250,15 @@ pub struct AgentConfig {
     /// A report smaller than this counts as no report.
     pub min_report_bytes: u64,
     pub container: Option<ContainerConfig>,
+    /// Cap of `logs/agent.log` (all attempts together): beyond it the head and the tail of
+    /// the agent's output are kept and a line says how much was cut.
+    pub max_log_bytes: u64,
 }
+
+/// Default of `agent.max_log_bytes`.
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 50 * 1024 * 1024;
+/// The smallest `agent.max_log_bytes` accepted: room for a useful head and tail.
+pub const MIN_MAX_LOG_BYTES: u64 = 64 * 1024;
 
 impl Default for AgentConfig {
     fn default() -> Self {
@@ -266,6 +274,7 @@ impl Default for AgentConfig {
             command: Vec::new(),
             min_report_bytes: 100,
             container: None,
+            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
         }
     }
 }

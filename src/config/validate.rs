@@ -286,6 +286,16 @@ fn check_reporting(ck: &mut Checker, c: &Config) {
 
 fn check_agent(ck: &mut Checker, key: &str, a: &AgentConfig) {
     ck.nonzero(&format!("{key}.timeout"), a.timeout);
+    if a.max_log_bytes < super::model::MIN_MAX_LOG_BYTES {
+        ck.fail(
+            format!("{key}.max_log_bytes"),
+            format!(
+                "{} is below the minimum of {} bytes",
+                a.max_log_bytes,
+                super::model::MIN_MAX_LOG_BYTES
+            ),
+        );
+    }
     if a.preset == AgentPreset::Command && a.command.is_empty() {
         ck.fail(
             format!("{key}.command"),
