@@ -6,10 +6,13 @@
 //! records it. It never writes agent output to nightcrier's stdout: that goes to the
 //! workspace's `logs/agent.log` only.
 //!
-//! Files: `workspace` (layout, modes), `prompt` (the template), `presets` (each CLI's argv),
+//! Files: `workspace` (layout, modes) and `workspace/safe` ([`WorkspaceDir`]: the only way
+//! nightcrier touches files in a workspace, through directory descriptors, never following a
+//! symlink the agent planted), `prompt` (the template), `presets` (each CLI's argv),
 //! `invocation` (argv + environment of a run), `container` (the docker/podman wrapper),
-//! `process` (spawn, timeout, group kill), `procfs` (finding a group's processes, leftover
-//! groups after a crash), `outcome` (exit + report → status), `preflight` (kubectl auth can-i).
+//! `process` (spawn, timeout, group kill), `log_cap` (the agent's output into a capped
+//! `agent.log`), `procfs` (finding a group's processes, leftover groups after a crash, strays
+//! that left the group), `outcome` (exit + report → status), `preflight` (kubectl auth can-i).
 
 mod container;
 mod error;
@@ -238,10 +241,11 @@ impl AgentRunner {
             pid: None,
             interrupted: false,
         };
-        let (invocation, log) = match self.prepare(&ws, agent, incident, occurrences, attempt) {
-            Ok(prepared) => prepared,
-            Err(e) => return finish(report, failed(e.to_string()), started, incident),
-        };
+        let (invocation, stdin, log) =
+            match self.prepare(&ws, agent, incident, occurrences, attempt) {
+                Ok(prepared) => prepared,
+                Err(e) => return finish(report, failed(e.to_string()), started, incident),
+            };
         if cancel.is_cancelled() {
             report.interrupted = true;
             return finish(report, failed(REASON_INTERRUPTED.into()), started, incident);
@@ -255,7 +259,7 @@ impl AgentRunner {
             }
         };
         let capture = Capture::start(capture);
-        let child = match process::spawn(&invocation, out, &marker) {
+        let child = match process::spawn(&invocation, stdin, out, &marker) {
             Ok(child) => child,
             Err(e) => {
                 capture.finish(incident).await;
@@ -291,7 +295,8 @@ impl AgentRunner {
     }
 
     /// Everything before the spawn: directories, `incident.json`, `prompt.md`,
-    /// `cluster_permissions.json`, the preset's state files and the opened log.
+    /// `cluster_permissions.json`, the preset's state files, the opened stdin file (if the
+    /// preset reads one) and the opened log.
     fn prepare(
         &self,
         ws: &Workspace,
@@ -299,7 +304,7 @@ impl AgentRunner {
         incident: &Incident,
         occurrences: &[FaultOccurrence],
         attempt: i32,
-    ) -> Result<(Invocation, File), AgentError> {
+    ) -> Result<(Invocation, Option<File>, File), AgentError> {
         ws.prepare()?;
         ws.write_incident(incident, occurrences, attempt)?;
         let system_prompt =
@@ -340,6 +345,18 @@ impl AgentRunner {
         for (path, content) in &invocation.files {
             ws.write(path, content.as_bytes())?;
         }
+        let stdin = match &invocation.stdin {
+            Some(path) => match ws.open_file(path)? {
+                FileEntry::File { file, .. } => Some(file),
+                FileEntry::Missing | FileEntry::NotRegular => {
+                    return Err(AgentError::workspace(path)(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "the agent's stdin file is missing or not a regular file",
+                    )))
+                }
+            },
+            None => None,
+        };
         let mut log = ws.open_log()?;
         writeln!(
             log,
@@ -349,7 +366,7 @@ impl AgentRunner {
             invocation.program
         )
         .map_err(AgentError::workspace(ws.log_file()))?;
-        Ok((invocation, log))
+        Ok((invocation, stdin, log))
     }
 
     fn write_permissions(&self, ws: &Workspace, cluster: &str) -> Result<(), AgentError> {

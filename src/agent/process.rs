@@ -28,16 +28,20 @@ use super::procfs::{self, MARKER_VAR};
 const GROUP_EXIT_BOUND: Duration = Duration::from_secs(5);
 
 /// Starts the agent. `marker` goes into its environment for [`procfs::kill_leftover_group`].
-pub fn spawn(inv: &Invocation, log: File, marker: &str) -> Result<Child, AgentError> {
+/// `stdin` is the file of [`Invocation::stdin`], opened by the caller through the workspace
+/// (never by path, which the agent could have replaced by a symlink).
+pub fn spawn(
+    inv: &Invocation,
+    stdin: Option<File>,
+    log: File,
+    marker: &str,
+) -> Result<Child, AgentError> {
     let spawn_err = |source| AgentError::Spawn {
         program: inv.program.clone(),
         source,
     };
     let stderr = log.try_clone().map_err(spawn_err)?;
-    let stdin = match &inv.stdin {
-        Some(path) => Stdio::from(File::open(path).map_err(spawn_err)?),
-        None => Stdio::null(),
-    };
+    let stdin = stdin.map_or_else(Stdio::null, Stdio::from);
     let mut cmd = Command::new(&inv.program);
     cmd.args(&inv.args)
         .env_clear()
