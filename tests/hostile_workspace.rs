@@ -218,11 +218,14 @@ fn a_report_swapped_after_the_open_is_not_what_is_read() {
         read,
         nightcrier::agent::Bounded::Content(REPORT.as_bytes().to_vec())
     );
-    // And opened now, the symlink is refused.
+    // And opened now, the symlink is refused; so is a hard link to a file outside.
     assert!(ws
         .read(&ws.report_file(), MAX_REPORT_BYTES)
         .unwrap()
         .is_none());
+    let hard = ws.output_dir().join("hard.md");
+    fs::hard_link(&secret, &hard).unwrap();
+    assert!(ws.read(&hard, MAX_REPORT_BYTES).unwrap().is_none());
 }
 
 struct Served {

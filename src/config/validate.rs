@@ -329,3 +329,28 @@ fn check_agent(ck: &mut Checker, key: &str, a: &AgentConfig) {
         }
     }
 }
+
+#[cfg(test)]
+mod agent_log_cap_tests {
+    use super::*;
+
+    #[test]
+    fn a_log_cap_below_the_minimum_is_named() {
+        let mut c = Config::default();
+        c.agent.max_log_bytes = 1000;
+        let problems = validate(&c).expect_err("1000 bytes is below the minimum");
+        let p = problems
+            .iter()
+            .find(|p| p.key == "agent.max_log_bytes")
+            .expect("agent.max_log_bytes named");
+        assert!(p.message.contains("65536"), "{}", p.message);
+
+        c.agent.max_log_bytes = super::super::DEFAULT_MAX_LOG_BYTES;
+        let named = validate(&c)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .any(|p| p.key == "agent.max_log_bytes");
+        assert!(!named);
+    }
+}

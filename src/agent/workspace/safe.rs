@@ -51,7 +51,8 @@ pub struct WorkspaceDir {
 #[derive(Debug)]
 pub enum FileEntry {
     Missing,
-    /// A symlink, directory, FIFO, socket or device: never read.
+    /// A symlink, directory, FIFO, socket, device or a hard link (a file with more than one
+    /// name): never read.
     NotRegular,
     /// A regular file, opened; `len` is from `fstat` on this descriptor.
     File {
@@ -198,10 +199,8 @@ impl WorkspaceDir {
                 Mode::from_raw_mode(FILE_MODE),
             )
         };
-        let regular = |fd: &OwnedFd| {
-            rustix::fs::fstat(fd)
-                .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
-        };
+        // A hard link to a file elsewhere is not the log either: appending would write there.
+        let regular = |fd: &OwnedFd| rustix::fs::fstat(fd).map(|st| own_regular_file(&st));
         let fd = match open() {
             Ok(fd) if regular(&fd).map_err(|e| self.err(name)(e.into()))? => fd,
             // ELOOP: a symlink; ENXIO: a FIFO without reader; or opened but not a regular file.
@@ -241,7 +240,7 @@ impl WorkspaceDir {
             Err(e) => return Err(self.err(name)(e.into())),
         };
         let st = rustix::fs::fstat(&fd).map_err(|e| self.err(name)(e.into()))?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        if !own_regular_file(&st) {
             return Ok(FileEntry::NotRegular);
         }
         Ok(FileEntry::File {
@@ -365,6 +364,12 @@ pub fn read_bounded(file: File, len: u64, max: u64) -> io::Result<Bounded> {
         return Ok(Bounded::TooLarge(buf.len() as u64));
     }
     Ok(Bounded::Content(buf))
+}
+
+/// A regular file with a single name: a hard link the agent made to a file outside its
+/// workspace (possible when the agent runs as nightcrier's user) is treated like a symlink.
+fn own_regular_file(st: &rustix::fs::Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_nlink == 1
 }
 
 fn unlink(dir: &OwnedFd, name: &str, flags: AtFlags) -> io::Result<()> {
