@@ -104,7 +104,7 @@ async fn pages_show_incidents_reports_and_logs() {
     assert_eq!(status, 200);
     assert!(head.contains("text/html"));
     assert!(body.contains("<th>Time (UTC)</th>") && body.contains("<pre><code"));
-    // A rendered file is served as written.
+    // A file in the workspace is never served: the agent could have written it (issue #13).
     let ws = Workspace::new(&root, inc.id);
     std::fs::write(
         ws.output_dir().join("investigation.html"),
@@ -112,7 +112,7 @@ async fn pages_show_incidents_reports_and_logs() {
     )
     .unwrap();
     let (_, _, body) = raw_get(srv.addr, &format!("/incidents/{}/report", inc.id)).await;
-    assert_eq!(body, "<p>pre-rendered</p>");
+    assert!(!body.contains("pre-rendered") && body.contains("<th>Time (UTC)</th>"));
 
     let (status, head, body) = raw_get(srv.addr, &format!("/incidents/{}/log", inc.id)).await;
     assert_eq!(status, 200);

@@ -6,16 +6,20 @@
 //! records it. It never writes agent output to nightcrier's stdout: that goes to the
 //! workspace's `logs/agent.log` only.
 //!
-//! Files: `workspace` (layout, modes), `prompt` (the template), `presets` (each CLI's argv),
+//! Files: `workspace` (layout, modes) and `workspace/safe` ([`WorkspaceDir`]: the only way
+//! nightcrier touches files in a workspace, through directory descriptors, never following a
+//! symlink the agent planted), `prompt` (the template), `presets` (each CLI's argv),
 //! `invocation` (argv + environment of a run), `container` (the docker/podman wrapper),
-//! `process` (spawn, timeout, group kill), `procfs` (finding a group's processes, leftover
-//! groups after a crash), `outcome` (exit + report → status), `preflight` (kubectl auth can-i,
+//! `process` (spawn, timeout, group kill), `log_cap` (the agent's output into a capped
+//! `agent.log`), `procfs` (finding a group's processes, leftover groups after a crash, strays
+//! that left the group), `outcome` (exit + report → status), `preflight` (kubectl auth can-i,
 //! API keys), `mcp_proxy` (the per-run read-only MCP endpoint the agent gets).
 
 mod container;
 mod error;
 pub mod failfast;
 mod invocation;
+mod log_cap;
 pub mod mcp_proxy;
 mod outcome;
 mod preflight;
@@ -54,10 +58,16 @@ pub use procfs::{
     marker_value, wait_group_gone, AgentGroup, MARKER_VAR,
 };
 pub use prompt::{quote, REPORT_SECTIONS, VERDICT_FILE};
-pub use workspace::{Workspace, MAX_OCCURRENCES_IN_FILE};
+pub use workspace::{
+    read_bounded, Bounded, FileEntry, Workspace, WorkspaceDir, MAX_OCCURRENCES_IN_FILE,
+    MAX_REPORT_BYTES,
+};
 
 /// How long [`AgentRunner::kill_leftover`] waits for a killed group to disappear.
 const LEFTOVER_EXIT_BOUND: Duration = Duration::from_secs(5);
+/// After the agent's processes are gone, how long its output may take to reach the log; a
+/// writer that escaped the kill (in a container, say) cannot hold the run open longer.
+const LOG_DRAIN_BOUND: Duration = Duration::from_secs(5);
 
 /// Everything one run needs besides the incident; built once from the configuration. Cheap to
 /// clone: clones share the preflight results.
@@ -356,7 +366,7 @@ impl AgentRunner {
             evidence: evidence.as_ref(),
             proxy,
         };
-        let (invocation, log) =
+        let (invocation, stdin, log) =
             match self.prepare(&ws, agent, incident, occurrences, attempt, context) {
                 Ok(prepared) => prepared,
                 Err(e) => return finish(report, failed_or_later(&e), started, incident),
@@ -366,9 +376,20 @@ impl AgentRunner {
             return finish(report, failed(REASON_INTERRUPTED.into()), started, incident);
         }
         let marker = marker_value(incident.id, attempt);
-        let child = match process::spawn(&invocation, log, &marker) {
+        let (capture, out) = match log_cap::LogCapture::new(log, agent.max_log_bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                let e = AgentError::workspace(ws.log_file())(e);
+                return finish(report, failed(e.to_string()), started, incident);
+            }
+        };
+        let capture = Capture::start(capture);
+        let child = match process::spawn(&invocation, stdin, out, &marker) {
             Ok(child) => child,
-            Err(e) => return finish(report, failed_or_later(&e), started, incident),
+            Err(e) => {
+                capture.finish(incident).await;
+                return finish(report, failed_or_later(&e), started, incident);
+            }
         };
         report.pid = child.id();
         if let Some(pid) = report.pid {
@@ -384,20 +405,17 @@ impl AgentRunner {
             limits,
             &cancel,
             invocation.stop_command.as_ref(),
+            &marker,
         )
         .await
         {
             Ok(ending) => {
                 report.interrupted = matches!(ending, process::Ending::Interrupted);
-                outcome::evaluate(
-                    &ending,
-                    &ws.report_file(),
-                    agent.min_report_bytes,
-                    agent.timeout,
-                )
+                outcome::evaluate(&ending, &ws, agent.min_report_bytes, agent.timeout)
             }
             Err(e) => failed(e.to_string()),
         };
+        capture.finish(incident).await;
         report.usage = usage::of_run(&ws.log_file(), &self.prices, agent.model.as_deref());
         finish(report, outcome, started, incident)
     }
@@ -443,7 +461,8 @@ impl AgentRunner {
     }
 
     /// Everything before the spawn: directories, `incident.json`, `prompt.md`,
-    /// `cluster_permissions.json`, the preset's state files and the opened log.
+    /// `cluster_permissions.json`, the preset's state files, the opened stdin file (if the
+    /// preset reads one) and the opened log.
     fn prepare(
         &self,
         ws: &Workspace,
@@ -452,7 +471,7 @@ impl AgentRunner {
         occurrences: &[FaultOccurrence],
         attempt: i32,
         context: RunContext<'_>,
-    ) -> Result<(Invocation, File), AgentError> {
+    ) -> Result<(Invocation, Option<File>, File), AgentError> {
         let RunContext { evidence, proxy } = context;
         ws.prepare()?;
         ws.write_incident(incident, occurrences, attempt)?;
@@ -495,7 +514,7 @@ impl AgentRunner {
         {
             text.push_str(&format!("\n{extra}\n"));
         }
-        workspace::write_private(&ws.prompt_file(), text.as_bytes())?;
+        ws.write(&ws.prompt_file(), text.as_bytes())?;
         self.write_permissions(ws, &incident.cluster)?;
 
         let (url, url_with_token) = proxy.map(|p| (p.url(), p.url_with_token())).unzip();
@@ -525,11 +544,23 @@ impl AgentRunner {
         };
         let invocation = invocation::build(&spec)?;
         for dir in &invocation.dirs {
-            workspace::private_dir(dir)?;
+            ws.create_dir(dir)?;
         }
         for (path, content) in &invocation.files {
-            workspace::write_private(path, content.as_bytes())?;
+            ws.write(path, content.as_bytes())?;
         }
+        let stdin = match &invocation.stdin {
+            Some(path) => match ws.open_file(path)? {
+                FileEntry::File { file, .. } => Some(file),
+                FileEntry::Missing | FileEntry::NotRegular => {
+                    return Err(AgentError::workspace(path)(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "the agent's stdin file is missing or not a regular file",
+                    )))
+                }
+            },
+            None => None,
+        };
         let mut log = ws.open_log()?;
         writeln!(
             log,
@@ -539,7 +570,7 @@ impl AgentRunner {
             invocation.program
         )
         .map_err(AgentError::workspace(ws.log_file()))?;
-        Ok((invocation, log))
+        Ok((invocation, stdin, log))
     }
 
     fn write_permissions(&self, ws: &Workspace, cluster: &str) -> Result<(), AgentError> {
@@ -557,7 +588,51 @@ impl AgentRunner {
                 what: "cluster_permissions.json",
                 source,
             })?;
-        workspace::write_private(&ws.permissions_file(), &json)
+        ws.write(&ws.permissions_file(), &json)
+    }
+}
+
+/// The running [`log_cap::LogCapture`] of one run; aborted if the run's future is dropped.
+struct Capture {
+    task: tokio::task::JoinHandle<std::io::Result<log_cap::Captured>>,
+    stop: CancellationToken,
+}
+
+impl Capture {
+    fn start(capture: log_cap::LogCapture) -> Self {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(capture.run(stop.clone()));
+        Self { task, stop }
+    }
+
+    /// Waits (bounded) for the output to end, then for the tail to be written.
+    async fn finish(mut self, incident: &Incident) {
+        let result = match tokio::time::timeout(LOG_DRAIN_BOUND, &mut self.task).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.stop.cancel();
+                (&mut self.task).await
+            }
+        };
+        match result {
+            Ok(Ok(c)) if c.cut > 0 => tracing::info!(
+                incident_id = %incident.id, received = c.received, cut = c.cut,
+                "agent output above agent.max_log_bytes was cut from agent.log"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(incident_id = %incident.id, error = %e, "writing agent.log failed")
+            }
+            Err(e) => {
+                tracing::warn!(incident_id = %incident.id, error = %e, "agent log task failed")
+            }
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -4,8 +4,11 @@
 //! gets SIGTERM, then SIGKILL after the grace; and whatever the ending, the group gets a final
 //! SIGKILL, because a grandchild that outlives its leader is still the agent's.
 //!
-//! Limits, by design: a descendant that leaves the group (`setsid`) escapes all of this (only a
-//! cgroup would hold it); and the final SIGKILL goes to the group id after the leader was
+//! A descendant that leaves the group (`setsid`) escapes the group kill; it still carries the
+//! run's marker variable in its environment, so after the group kill every live process with
+//! that marker is killed too ([`procfs::kill_marked`]), and at start-up the worker kills marked
+//! processes of runs that are over. (A process that also clears its environment escapes both;
+//! only a cgroup would hold it.) The final SIGKILL goes to the group id after the leader was
 //! reaped, which is safe because Linux does not hand out a pid while a group of that id exists.
 
 use std::fs::File;
@@ -25,16 +28,20 @@ use super::procfs::{self, MARKER_VAR};
 const GROUP_EXIT_BOUND: Duration = Duration::from_secs(5);
 
 /// Starts the agent. `marker` goes into its environment for [`procfs::kill_leftover_group`].
-pub fn spawn(inv: &Invocation, log: File, marker: &str) -> Result<Child, AgentError> {
+/// `stdin` is the file of [`Invocation::stdin`], opened by the caller through the workspace
+/// (never by path, which the agent could have replaced by a symlink).
+pub fn spawn(
+    inv: &Invocation,
+    stdin: Option<File>,
+    log: File,
+    marker: &str,
+) -> Result<Child, AgentError> {
     let spawn_err = |source| AgentError::Spawn {
         program: inv.program.clone(),
         source,
     };
     let stderr = log.try_clone().map_err(spawn_err)?;
-    let stdin = match &inv.stdin {
-        Some(path) => Stdio::from(File::open(path).map_err(spawn_err)?),
-        None => Stdio::null(),
-    };
+    let stdin = stdin.map_or_else(Stdio::null, Stdio::from);
     let mut cmd = Command::new(&inv.program);
     cmd.args(&inv.args)
         .env_clear()
@@ -128,6 +135,7 @@ pub async fn supervise(
     limits: Limits,
     cancel: &CancellationToken,
     stop_command: Option<&(String, Vec<String>)>,
+    marker: &str,
 ) -> Result<Ending, AgentError> {
     let pid = child.id().unwrap_or(0);
     let pgid = pid as i32;
@@ -149,6 +157,14 @@ pub async fn supervise(
         tracing::warn!(pgid, ?left, "agent processes still alive after SIGKILL");
     }
     guard.armed = false;
+    let strays = procfs::kill_marked(marker, GROUP_EXIT_BOUND).await;
+    if !strays.is_empty() {
+        tracing::warn!(
+            pgid,
+            ?strays,
+            "agent processes that left the group still alive after SIGKILL"
+        );
+    }
     Ok(ending)
 }
 

@@ -6,7 +6,7 @@
 use std::fs;
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::{getpgrp, Pid};
 use uuid::Uuid;
 
@@ -169,6 +169,36 @@ pub async fn wait_group_gone(pgid: i32, bound: Duration) -> Vec<i32> {
         let left = live_group_members(pgid);
         if left.is_empty() || tokio::time::Instant::now() >= deadline {
             return left;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Kills every live process carrying exactly this run's marker: those that left the agent's
+/// process group (`setsid`, a daemonizing tool) and so escaped the group kill. Repeats until
+/// none is left (a stray may fork while it is being killed) or `bound` has passed; returns the
+/// ones still alive then. The marker is checked again right before each signal, so a pid
+/// reused in between is not hit.
+pub async fn kill_marked(value: &str, bound: Duration) -> Vec<i32> {
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let left: Vec<i32> = all_pids()
+            .filter_map(read_stat)
+            .filter(|s| is_alive(s) && has_marker(s.pid, value))
+            .map(|s| s.pid)
+            .collect();
+        if left.is_empty() || tokio::time::Instant::now() >= deadline {
+            return left;
+        }
+        for pid in &left {
+            if has_marker(*pid, value) && check_group_id(*pid).is_ok() {
+                tracing::debug!(
+                    pid,
+                    marker = value,
+                    "killing an agent process that left its group"
+                );
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -1,10 +1,16 @@
 //! One incident's workspace: `<workspace_root>/<incident-id>/`, private to nightcrier's user
 //! (directories 0700, files 0600), shared by every attempt at that incident.
+//!
+//! The agent may plant anything in it, so every file operation nightcrier does there goes
+//! through [`safe`] (directory descriptors, no symlink ever followed); the path getters below
+//! are for the agent's argv, messages and links, never for opening files.
 
-use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+mod safe;
+
+use std::fs::File;
 use std::path::{Path, PathBuf};
+
+pub use safe::{read_bounded, Bounded, FileEntry, WorkspaceDir};
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -17,8 +23,9 @@ use crate::incident::{FaultOccurrence, Incident};
 /// kept; the count of the others is recorded.
 pub const MAX_OCCURRENCES_IN_FILE: usize = 200;
 
-const DIR_MODE: u32 = 0o700;
-const FILE_MODE: u32 = 0o600;
+/// The largest report nightcrier reads, renders or summarises (an agent gone wild). A run whose
+/// report is larger fails with that reason; pages say it is too large instead of rendering it.
+pub const MAX_REPORT_BYTES: u64 = 5 * 1024 * 1024;
 
 /// The paths of one incident's workspace. Creating it is [`Workspace::prepare`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,31 +69,79 @@ impl Workspace {
     }
 
     /// Creates the directories with their modes and removes what a previous attempt left that
-    /// would make this attempt's outcome a lie (its report).
+    /// would make this attempt's outcome a lie (its report) or be served as nightcrier's (an
+    /// `investigation.html`). A symlink or file where one of these directories belongs is
+    /// removed, never followed.
     pub fn prepare(&self) -> Result<(), AgentError> {
-        if let Some(root) = self.dir.parent() {
-            fs::create_dir_all(root).map_err(AgentError::workspace(root))?;
-        }
-        for dir in [
-            self.dir.clone(),
-            self.output_dir(),
-            self.dir.join("logs"),
-            self.state_dir(),
-        ] {
-            private_dir(&dir)?;
-        }
-        for stale in [
-            self.report_file(),
-            self.output_dir().join("last-message.txt"),
-            self.output_dir().join("verdict.json"),
-        ] {
-            match fs::remove_file(&stale) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(AgentError::workspace(stale)(e)),
-            }
+        let dir = WorkspaceDir::create_workspace(&self.dir)?;
+        let output = dir.create_dir("output")?;
+        dir.create_dir("logs")?;
+        dir.create_dir("agent-state")?;
+        for stale in ["investigation.md", "investigation.html", "last-message.txt", "verdict.json"] {
+            output.remove(stale)?;
         }
         Ok(())
+    }
+
+    /// Opens the workspace directory, `Ok(None)` when it does not exist (or is not a
+    /// directory). For reading: nothing is created.
+    pub fn open(&self) -> Result<Option<WorkspaceDir>, AgentError> {
+        WorkspaceDir::open_workspace(&self.dir)
+    }
+
+    /// Replaces the file at `path` (inside the workspace, absolute or relative to it) with
+    /// `content`, creating its directories.
+    pub fn write(&self, path: &Path, content: &[u8]) -> Result<(), AgentError> {
+        let rel = self.relative(path)?;
+        let name = rel
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| outside(path))?;
+        let dir = WorkspaceDir::create_workspace(&self.dir)?;
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        dir.create_dir(parent)?.write_file(name, content)
+    }
+
+    /// Creates the directory at `path` (inside the workspace) and those above it, 0700.
+    pub fn create_dir(&self, path: &Path) -> Result<WorkspaceDir, AgentError> {
+        let rel = self.relative(path)?;
+        WorkspaceDir::create_workspace(&self.dir)?.create_dir(rel)
+    }
+
+    /// Reads the regular file at `path` (inside the workspace), at most `max` bytes; `Ok(None)`
+    /// when it, or a directory above it, is missing, a symlink or not a regular file.
+    pub fn read(&self, path: &Path, max: u64) -> Result<Option<Bounded>, AgentError> {
+        match self.open_file(path)? {
+            FileEntry::File { file, len } => read_bounded(file, len, max)
+                .map(Some)
+                .map_err(AgentError::workspace(path)),
+            FileEntry::Missing | FileEntry::NotRegular => Ok(None),
+        }
+    }
+
+    /// Opens the file at `path` (inside the workspace) for reading through descriptors only.
+    pub fn open_file(&self, path: &Path) -> Result<FileEntry, AgentError> {
+        let rel = self.relative(path)?;
+        let name = rel
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| outside(path))?;
+        let Some(dir) = self.open()? else {
+            return Ok(FileEntry::Missing);
+        };
+        match dir.open_dir(rel.parent().unwrap_or(Path::new("")))? {
+            Some(parent) => parent.open_file(name),
+            None => Ok(FileEntry::Missing),
+        }
+    }
+
+    /// `path` relative to the workspace directory.
+    fn relative<'a>(&self, path: &'a Path) -> Result<&'a Path, AgentError> {
+        if path.is_absolute() {
+            path.strip_prefix(&self.dir).map_err(|_| outside(path))
+        } else {
+            Ok(path)
+        }
     }
 
     /// Writes `incident.json`: the incident, the fault that opened it and the occurrences so far.
@@ -110,23 +165,22 @@ impl Workspace {
             what: "incident.json",
             source,
         })?;
-        write_private(&self.incident_file(), &json)
+        self.write(Path::new("incident.json"), &json)
     }
 
-    /// Opens `logs/agent.log` for appending; the same description serves stdout and stderr.
+    /// Opens `logs/agent.log` for appending (a symlink planted there is replaced by a file).
     pub fn open_log(&self) -> Result<File, AgentError> {
-        let path = self.log_file();
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(FILE_MODE)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(AgentError::workspace(&path))?;
-        file.set_permissions(Permissions::from_mode(FILE_MODE))
-            .map_err(AgentError::workspace(&path))?;
-        Ok(file)
+        WorkspaceDir::create_workspace(&self.dir)?
+            .create_dir("logs")?
+            .open_append("agent.log")
     }
+}
+
+fn outside(path: &Path) -> AgentError {
+    AgentError::workspace(path)(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "not a file path inside the incident's workspace",
+    ))
 }
 
 #[derive(Serialize)]
@@ -146,32 +200,6 @@ fn bounded_occurrences<'a>(sorted: &[&'a FaultOccurrence]) -> Vec<&'a FaultOccur
     std::iter::once(sorted[0])
         .chain(tail.iter().copied())
         .collect()
-}
-
-/// Creates `dir` (0700) or tightens an existing one.
-pub(crate) fn private_dir(dir: &Path) -> Result<(), AgentError> {
-    match DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(AgentError::workspace(dir)(e)),
-    }
-    fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)).map_err(AgentError::workspace(dir))
-}
-
-/// Writes a whole file with mode 0600, replacing its content. Refuses to follow a symlink a
-/// previous agent may have planted in its place.
-pub(crate) fn write_private(path: &Path, content: &[u8]) -> Result<(), AgentError> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(AgentError::workspace(path))?;
-    file.set_permissions(Permissions::from_mode(FILE_MODE))
-        .map_err(AgentError::workspace(path))?;
-    file.write_all(content).map_err(AgentError::workspace(path))
 }
 
 #[cfg(test)]

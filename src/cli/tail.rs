@@ -2,15 +2,18 @@
 //!
 //! The log bytes go to stdout untouched (pipe-friendly); notices (waiting, final status) go to
 //! stderr. Works from another terminal: it reads only the database and the workspace files.
+//!
+//! The log is opened through the workspace's directory descriptors, like the HTTP log route: a
+//! `logs/agent.log` (or `logs/`) the agent replaced by a symlink is refused, never followed.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use crate::agent::{FileEntry, Workspace};
 use crate::incident::{Incident, IncidentStatus};
 use crate::store::Store;
 
@@ -18,13 +21,8 @@ use crate::store::Store;
 const FILE_POLL: Duration = Duration::from_millis(200);
 /// How often the incident's status is read from the database.
 const STATUS_POLL: Duration = Duration::from_millis(500);
-
-pub fn log_path(workspace_root: &Path, incident: &Incident) -> PathBuf {
-    workspace_root
-        .join(incident.id.to_string())
-        .join("logs")
-        .join("agent.log")
-}
+/// Bytes copied per read: a big log is streamed, not held whole.
+const CHUNK: u64 = 1 << 20;
 
 pub async fn run(
     workspace_root: &Path,
@@ -33,12 +31,13 @@ pub async fn run(
     follow: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut incident = store.get(id).await?;
-    let path = log_path(workspace_root, &incident);
+    let ws = Workspace::new(workspace_root, incident.id);
+    let path = ws.log_file();
     let mut offset = 0u64;
     let mut stdout = std::io::stdout();
 
     if !follow {
-        copy_new(&path, &mut offset, &mut stdout).await?;
+        copy_new(&ws, &path, &mut offset, &mut stdout).await?;
         notice(&format!(
             "incident {} is {}{}",
             incident.id,
@@ -58,10 +57,10 @@ pub async fn run(
             ));
             announced_pending = true;
         }
-        copy_new(&path, &mut offset, &mut stdout).await?;
+        copy_new(&ws, &path, &mut offset, &mut stdout).await?;
         if incident.status.is_terminal() {
             // The run ended: whatever it wrote last is on disk now.
-            copy_new(&path, &mut offset, &mut stdout).await?;
+            copy_new(&ws, &path, &mut offset, &mut stdout).await?;
             notice(&format!(
                 "incident {} finished: {}{}",
                 incident.id,
@@ -104,27 +103,40 @@ fn notice(msg: &str) {
 }
 
 /// Copies bytes past `offset` to `out`. A file shorter than `offset` was started anew (a new
-/// attempt): it is read from the beginning.
-async fn copy_new(path: &Path, offset: &mut u64, out: &mut impl Write) -> anyhow::Result<()> {
-    let mut file = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+/// attempt): it is read from the beginning. A log that is not a regular file (a symlink the
+/// agent planted) is an error.
+async fn copy_new(
+    ws: &Workspace,
+    path: &Path,
+    offset: &mut u64,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let (mut file, len) = match ws.open_file(path)? {
+        FileEntry::File { file, len } => (file, len),
+        FileEntry::Missing => return Ok(()),
+        FileEntry::NotRegular => anyhow::bail!(
+            "{} is not a regular file (a symlink?): refusing to read it",
+            path.display()
+        ),
     };
-    let len = file.metadata().await?.len();
     if len < *offset {
         notice("the log was restarted (a new attempt); reading it from the beginning");
         *offset = 0;
     }
-    if len == *offset {
-        return Ok(());
-    }
-    file.seek(std::io::SeekFrom::Start(*offset)).await?;
-    let mut buf = Vec::with_capacity((len - *offset).min(1 << 20) as usize);
+    file.seek(std::io::SeekFrom::Start(*offset))
+        .with_context(|| format!("reading {}", path.display()))?;
     let mut limited = file.take(len - *offset);
-    limited.read_to_end(&mut buf).await?;
-    *offset += buf.len() as u64;
-    out.write_all(&buf)?;
+    let mut buf = vec![0u8; CHUNK as usize];
+    loop {
+        let n = limited
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        *offset += n as u64;
+        out.write_all(&buf[..n])?;
+    }
     out.flush()?;
     Ok(())
 }

@@ -285,7 +285,15 @@ pub struct AgentConfig {
     pub mcp_max_result_bytes: usize,
     /// MCP tool calls allowed per run; later calls are refused.
     pub mcp_max_calls: u32,
+    /// Cap of `logs/agent.log` (all attempts together): beyond it the head and the tail of
+    /// the agent's output are kept and a line says how much was cut.
+    pub max_log_bytes: u64,
 }
+
+/// Default of `agent.max_log_bytes`.
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 50 * 1024 * 1024;
+/// The smallest `agent.max_log_bytes` accepted: room for a useful head and tail.
+pub const MIN_MAX_LOG_BYTES: u64 = 64 * 1024;
 
 impl Default for AgentConfig {
     fn default() -> Self {
@@ -309,6 +317,7 @@ impl Default for AgentConfig {
             mcp_call_timeout: Duration::from_secs(30),
             mcp_max_result_bytes: 256 * 1024,
             mcp_max_calls: 200,
+            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
         }
     }
 }

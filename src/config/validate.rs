@@ -360,6 +360,16 @@ fn check_reporting(ck: &mut Checker, c: &Config) {
 
 fn check_agent(ck: &mut Checker, key: &str, a: &AgentConfig) {
     ck.nonzero(&format!("{key}.timeout"), a.timeout);
+    if a.max_log_bytes < super::model::MIN_MAX_LOG_BYTES {
+        ck.fail(
+            format!("{key}.max_log_bytes"),
+            format!(
+                "{} is below the minimum of {} bytes",
+                a.max_log_bytes,
+                super::model::MIN_MAX_LOG_BYTES
+            ),
+        );
+    }
     if a.preset == AgentPreset::Command && a.command.is_empty() {
         ck.fail(
             format!("{key}.command"),
@@ -493,4 +503,28 @@ fn is_loopback(listen: &str) -> bool {
     listen
         .parse::<SocketAddr>()
         .is_ok_and(|a| a.ip().is_loopback())
+}
+#[cfg(test)]
+mod agent_log_cap_tests {
+    use super::*;
+
+    #[test]
+    fn a_log_cap_below_the_minimum_is_named() {
+        let mut c = Config::default();
+        c.agent.max_log_bytes = 1000;
+        let problems = validate(&c).expect_err("1000 bytes is below the minimum");
+        let p = problems
+            .iter()
+            .find(|p| p.key == "agent.max_log_bytes")
+            .expect("agent.max_log_bytes named");
+        assert!(p.message.contains("65536"), "{}", p.message);
+
+        c.agent.max_log_bytes = super::super::DEFAULT_MAX_LOG_BYTES;
+        let named = validate(&c)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .any(|p| p.key == "agent.max_log_bytes");
+        assert!(!named);
+    }
 }

@@ -2,33 +2,34 @@
 //! `/incidents/{id}/log`.
 //!
 //! No request ever names a file: the id must be a full hyphenated UUID of a stored incident, and
-//! the files are fixed paths under `<workspace_root>/<id>/` (checked again after resolving
-//! symlinks, since the agent writes in that directory). Everything shown is HTML-escaped, and
-//! pages forbid scripts and outside resources by their Content-Security-Policy.
+//! the files are fixed paths under `<workspace_root>/<id>/`, read through the workspace's
+//! directory descriptors ([`crate::agent::WorkspaceDir`]): a symlink the agent planted is never
+//! followed. Everything shown is HTML-escaped, and pages forbid scripts and outside resources by
+//! their Content-Security-Policy.
+//!
+//! The report page is always rendered here from `output/investigation.md`: the agent can write
+//! `output/investigation.html` too, so that file is never served (issue #13, item 4).
 
-use std::io::SeekFrom;
-use std::path::{Path, PathBuf};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use uuid::Uuid;
 
 use super::HttpState;
-use crate::agent::Workspace;
+use crate::agent::{Bounded, FileEntry, Workspace, MAX_REPORT_BYTES};
 use crate::incident::Incident;
-use crate::report::{escape_html as esc, html_report_file, render_page, run_duration, summarize};
+use crate::report::{escape_html as esc, render_page, run_duration, summarize};
 use crate::store::{ListFilter, StoreError};
 
 /// Incidents on the list page, newest first.
 pub const LIST_LIMIT: u32 = 200;
 /// The log page shows at most the last this many bytes.
 pub const MAX_LOG_BYTES: u64 = 2 * 1024 * 1024;
-/// Reports above this are not rendered on request.
-const MAX_REPORT_BYTES: u64 = 5 * 1024 * 1024;
 
 const CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
@@ -166,15 +167,11 @@ async fn page(
 ) -> Result<Html, PageError> {
     let i = incident(&state, &raw).await?;
     let ws = Workspace::new(&state.workspace_root, i.id);
-    let report = read_file(
-        ws.dir(),
-        &ws.report_file(),
-        ReadMode::Whole(MAX_REPORT_BYTES),
-    )
-    .await?;
-    let summary = report
-        .as_deref()
-        .map(|b| summarize(&String::from_utf8_lossy(b)));
+    let report = read_report(&ws).await?;
+    let summary = match &report {
+        Some(Bounded::Content(b)) => Some(summarize(&String::from_utf8_lossy(b))),
+        _ => None,
+    };
     let mut meta = String::new();
     let duration = run_duration(&i).map(|d| humantime::format_duration(d).to_string());
     for (k, v) in [
@@ -218,13 +215,13 @@ async fn page(
     }
     body.push_str(&investigation_html(ws.dir()).await);
     body.push_str("<h2>Files</h2><ul>");
-    if report.is_some() {
-        body.push_str(&format!(
+    match &report {
+        Some(Bounded::Content(_)) => body.push_str(&format!(
             "<li><a href=\"/incidents/{}/report\">Investigation report</a></li>",
             i.id
-        ));
-    } else {
-        body.push_str("<li>No report (yet).</li>");
+        )),
+        Some(Bounded::TooLarge(len)) => body.push_str(&too_large(*len)),
+        None => body.push_str("<li>No report (yet).</li>"),
     }
     body.push_str(&format!(
         "<li><a href=\"/incidents/{}/log\">Agent log</a></li></ul>",
@@ -239,26 +236,22 @@ async fn report(
 ) -> Result<Html, PageError> {
     let i = incident(&state, &raw).await?;
     let ws = Workspace::new(&state.workspace_root, i.id);
-    if let Some(html) = read_file(
-        ws.dir(),
-        &html_report_file(&ws),
-        ReadMode::Whole(MAX_REPORT_BYTES),
-    )
-    .await?
-    {
-        return Ok(Html(String::from_utf8_lossy(&html).into_owned()));
-    }
-    // Not rendered yet (the reporter runs after the run): render it now.
-    match read_file(
-        ws.dir(),
-        &ws.report_file(),
-        ReadMode::Whole(MAX_REPORT_BYTES),
-    )
-    .await?
-    {
-        Some(md) => Ok(Html(render_page(&i, &String::from_utf8_lossy(&md)))),
+    match read_report(&ws).await? {
+        Some(Bounded::Content(md)) => Ok(Html(render_page(&i, &String::from_utf8_lossy(&md)))),
+        Some(Bounded::TooLarge(len)) => Ok(html_page(
+            &format!("Incident {}", i.id),
+            &format!("<ul>{}</ul>", too_large(len)),
+        )),
         None => Err(PageError::NotFound("report")),
     }
+}
+
+/// Said instead of a 404, so a run with a huge report still has its page (issue #13, item 13).
+fn too_large(len: u64) -> String {
+    format!(
+        "<li>Investigation report: {len} bytes, over the {MAX_REPORT_BYTES}-byte limit; \
+         too large to render.</li>"
+    )
 }
 
 async fn log(
@@ -267,7 +260,7 @@ async fn log(
 ) -> Result<Response, PageError> {
     let i = incident(&state, &raw).await?;
     let ws = Workspace::new(&state.workspace_root, i.id);
-    let bytes = read_file(ws.dir(), &ws.log_file(), ReadMode::Tail(MAX_LOG_BYTES))
+    let bytes = read_log_tail(&ws, MAX_LOG_BYTES)
         .await?
         .ok_or(PageError::NotFound("agent log"))?;
     let mut r = (
@@ -282,77 +275,47 @@ async fn log(
     Ok(r)
 }
 
-enum ReadMode {
-    /// The whole file, or "too large" (404 would hide the cause, so it is an error page).
-    Whole(u64),
-    /// The last bytes.
-    Tail(u64),
+/// The report, bounded; `None` when missing or not a regular file (a planted symlink).
+async fn read_report(ws: &Workspace) -> Result<Option<Bounded>, PageError> {
+    let ws = ws.clone();
+    blocking(move || ws.read(&ws.report_file(), MAX_REPORT_BYTES)).await
 }
 
-/// Reads `path` (a fixed path inside `dir`); `None` when it does not exist. A path that
-/// resolves outside `dir` (a symlink planted by the agent) or is not a regular file is refused
-/// as if absent, and logged.
-async fn read_file(dir: &Path, path: &Path, mode: ReadMode) -> Result<Option<Vec<u8>>, PageError> {
-    let Some(real) = resolve_inside(dir, path).await? else {
-        return Ok(None);
-    };
-    let io = |e: std::io::Error| {
-        tracing::warn!(path = %real.display(), error = %e, "incident page: cannot read file");
-        PageError::Internal
-    };
-    let mut file = tokio::fs::File::open(&real).await.map_err(io)?;
-    let len = file.metadata().await.map_err(io)?.len();
-    let mut buf = Vec::new();
-    match mode {
-        ReadMode::Whole(max) if len > max => {
-            return Err(PageError::NotFound("a report this large (over 5 MiB)"));
-        }
-        ReadMode::Whole(_) => {
-            file.read_to_end(&mut buf).await.map_err(io)?;
-        }
-        ReadMode::Tail(max) => {
-            file.seek(SeekFrom::Start(len.saturating_sub(max)))
-                .await
-                .map_err(io)?;
-            (&mut file)
-                .take(max)
-                .read_to_end(&mut buf)
-                .await
-                .map_err(io)?;
-        }
-    }
-    Ok(Some(buf))
+/// The last `max` bytes of the agent log; `None` when missing or not a regular file.
+async fn read_log_tail(ws: &Workspace, max: u64) -> Result<Option<Vec<u8>>, PageError> {
+    let ws = ws.clone();
+    blocking(move || {
+        let path = ws.log_file();
+        let (mut file, len) = match ws.open_file(&path)? {
+            FileEntry::File { file, len } => (file, len),
+            FileEntry::Missing | FileEntry::NotRegular => return Ok(None),
+        };
+        let io = crate::agent::AgentError::workspace(&path);
+        let mut buf = Vec::new();
+        let read = file
+            .seek(SeekFrom::Start(len.saturating_sub(max)))
+            .and_then(|_| file.take(max).read_to_end(&mut buf));
+        read.map_err(io)?;
+        Ok(Some(buf))
+    })
+    .await
 }
 
-async fn resolve_inside(dir: &Path, path: &Path) -> Result<Option<PathBuf>, PageError> {
-    let canon = |p: PathBuf| async move {
-        match tokio::fs::canonicalize(&p).await {
-            Ok(c) => Ok(Some(c)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => {
-                tracing::warn!(path = %p.display(), error = %e, "incident page: cannot resolve path");
-                Err(PageError::Internal)
-            }
+/// Workspace reads are blocking syscalls through descriptors; they run off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::agent::AgentError> + Send + 'static,
+) -> Result<T, PageError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "incident page: cannot read a workspace file");
+            Err(PageError::Internal)
         }
-    };
-    let (Some(dir), Some(real)) = (
-        canon(dir.to_path_buf()).await?,
-        canon(path.to_path_buf()).await?,
-    ) else {
-        return Ok(None);
-    };
-    let is_file = tokio::fs::metadata(&real)
-        .await
-        .map(|m| m.is_file())
-        .unwrap_or(false);
-    if !real.starts_with(&dir) || !is_file {
-        tracing::warn!(
-            path = %path.display(), resolved = %real.display(),
-            "incident page: refusing a file that resolves outside its workspace or is not a regular file"
-        );
-        return Ok(None);
+        Err(e) => {
+            tracing::warn!(error = %e, "incident page: file read task failed");
+            Err(PageError::Internal)
+        }
     }
-    Ok(Some(real))
 }
 
 /// The verdict (`output/verdict.json`, else the report's verdict line) and the evidence bundle's

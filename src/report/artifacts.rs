@@ -11,9 +11,11 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload};
 use url::Url;
 
-use crate::agent::Workspace;
+use crate::agent::{Bounded, Workspace};
 use crate::config::ArtifactsConfig;
 
+/// Files larger than this are not uploaded (logged); the agent log is capped well below it.
+pub const MAX_UPLOAD_BYTES: u64 = 256 * 1024 * 1024;
 /// Tries per file (the cloud clients also retry transient errors themselves).
 pub const PUT_ATTEMPTS: u32 = 3;
 const PUT_BACKOFF: Duration = Duration::from_millis(500);
@@ -105,13 +107,29 @@ impl ArtifactStore {
         let mut keys = Vec::new();
         let mut report_url = None;
         for (path, name) in files {
-            let bytes = match tokio::fs::read(&path).await {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => {
+            // Through the workspace's descriptors: a symlink the agent planted is not uploaded.
+            let read = {
+                let ws = ws.clone();
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || ws.read(&path, MAX_UPLOAD_BYTES)).await
+            };
+            let bytes = match read {
+                Ok(Ok(Some(Bounded::Content(b)))) => b,
+                Ok(Ok(None)) => continue,
+                Ok(Ok(Some(Bounded::TooLarge(len)))) => {
+                    tracing::warn!(path = %path.display(), len, "not uploading a file above {MAX_UPLOAD_BYTES} bytes");
+                    continue;
+                }
+                Ok(Err(e)) => {
                     return Err(ArtifactError::Read {
                         path: path.display().to_string(),
-                        source,
+                        source: std::io::Error::other(e),
+                    })
+                }
+                Err(e) => {
+                    return Err(ArtifactError::Read {
+                        path: path.display().to_string(),
+                        source: std::io::Error::other(e),
                     })
                 }
             };

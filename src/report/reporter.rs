@@ -1,7 +1,7 @@
 //! The reporter task: polls the store for finished, unreported runs and reports each once, in
 //! finish order (which is what the failure breaker counts in).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -11,15 +11,16 @@ use super::message::{self, Links};
 use super::render::render_page_with;
 use super::slack::{NotifyError, SlackNotifier};
 use super::summary::{summarize, Summary};
-use crate::agent::Workspace;
+use crate::agent::{AgentError, Bounded, Workspace};
 use crate::config::Config;
 use crate::incident::{Incident, IncidentStatus};
 use crate::store::{Store, StoreError};
 
 /// Incidents read per store query.
 pub const DEFAULT_BATCH: u32 = 50;
-/// Reports larger than this are not rendered (an agent gone wild); the page says so.
-pub const MAX_REPORT_BYTES: u64 = 5 * 1024 * 1024;
+/// Reports larger than this are not rendered (an agent gone wild); the page says so. Defined
+/// once, by the agent runtime (a run with a larger report fails).
+pub use crate::agent::MAX_REPORT_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -226,15 +227,19 @@ impl Reporter {
         let ws = Workspace::new(&self.settings.workspace_root, incident.id);
         let usage = self.latest_usage(incident).await;
         let usage_rows = super::cost::usage_rows(usage.as_ref());
-        let summary = match read_report(&ws.report_file()).await {
+        let summary = match read_report(&ws).await {
             Ok(markdown) => {
                 let page = render_page_with(incident, &markdown, &usage_rows);
                 match write_html(&ws, &page).await {
                     Ok(()) => counts.rendered += 1,
-                    Err(e) => tracing::warn!(
-                        incident_id = %incident.id, cluster = %incident.cluster, error = %e,
-                        "cannot write investigation.html; the page renders it on request"
-                    ),
+                    Err(e) => {
+                        tracing::warn!(
+                            incident_id = %incident.id, cluster = %incident.cluster, error = %e,
+                            "cannot write investigation.html; the page renders it on request"
+                        );
+                        // Whatever the agent left under that name must not be uploaded as ours.
+                        remove_html(&ws).await;
+                    }
                 }
                 summarize(&markdown)
             }
@@ -393,29 +398,48 @@ enum Upload {
     GaveUp,
 }
 
-/// The report as text, bounded; a missing file is an error (a succeeded run has one).
-pub(crate) async fn read_report(path: &Path) -> std::io::Result<String> {
-    let meta = tokio::fs::metadata(path).await?;
-    if meta.len() > MAX_REPORT_BYTES {
-        return Err(std::io::Error::other(format!(
-            "{} is {} bytes, above the {MAX_REPORT_BYTES}-byte limit",
-            path.display(),
-            meta.len()
-        )));
-    }
-    let bytes = tokio::fs::read(path).await?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+/// The report as text, bounded, read through the workspace's descriptors (never following a
+/// link the agent planted); a missing file is an error (a succeeded run has one).
+pub(crate) async fn read_report(ws: &Workspace) -> Result<String, AgentError> {
+    let ws = ws.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let path = ws.report_file();
+        let not_usable =
+            |message: String| AgentError::workspace(&path)(std::io::Error::other(message));
+        match ws.read(&path, MAX_REPORT_BYTES)? {
+            Some(Bounded::Content(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Some(Bounded::TooLarge(len)) => Err(not_usable(format!(
+                "{len} bytes, above the {MAX_REPORT_BYTES}-byte limit"
+            ))),
+            None => Err(not_usable("missing or not a regular file".into())),
+        }
+    });
+    read.await
+        .map_err(|e| AgentError::workspace("investigation.md")(std::io::Error::other(e)))?
 }
 
-/// Written next to the report through a temporary file, so a reader never sees half a page.
-async fn write_html(ws: &Workspace, html: &str) -> std::io::Result<()> {
-    let path = html_report_file(ws);
-    let tmp = path.with_extension("html.tmp");
-    let mut opts = tokio::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true).mode(0o600);
-    let mut file = opts.open(&tmp).await?;
-    tokio::io::AsyncWriteExt::write_all(&mut file, html.as_bytes()).await?;
-    file.sync_all().await?;
-    drop(file);
-    tokio::fs::rename(&tmp, &path).await
+async fn remove_html(ws: &Workspace) {
+    let ws = ws.clone();
+    let removed = tokio::task::spawn_blocking(move || {
+        ws.open()?
+            .map(|dir| dir.open_dir("output"))
+            .transpose()?
+            .flatten()
+            .map_or(Ok(()), |out| out.remove("investigation.html"))
+    })
+    .await;
+    if let Ok(Err(e)) = removed {
+        tracing::warn!(error = %e, "cannot remove an investigation.html nightcrier did not write");
+    }
+}
+
+/// Written next to the report through a temporary file in the same directory descriptor, so a
+/// reader never sees half a page and nothing the agent planted (a symlinked `output/` or
+/// temporary name) is followed.
+async fn write_html(ws: &Workspace, html: &str) -> Result<(), AgentError> {
+    let ws = ws.clone();
+    let html = html.to_owned();
+    tokio::task::spawn_blocking(move || ws.write(&html_report_file(&ws), html.as_bytes()))
+        .await
+        .map_err(|e| AgentError::workspace("investigation.html")(std::io::Error::other(e)))?
 }

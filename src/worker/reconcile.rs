@@ -1,7 +1,14 @@
 //! Restart reconciliation: what a previous boot of this instance left `running` is killed (if
-//! its agent still lives) and given back, before this boot claims anything.
+//! its agent still lives) and given back, before this boot claims anything; and agent
+//! processes that outlived a run that is over (they left their process group with `setsid`)
+//! are killed, found by the run marker in their environment.
+
+use std::time::Duration;
 
 use tracing::{info, warn};
+
+use crate::agent;
+use crate::incident::IncidentStatus;
 
 use super::run::with_retry;
 use super::runner::IncidentRunner;
@@ -19,7 +26,12 @@ pub struct ReconcileCounts {
     pub rescued: u64,
     /// Of those, failed for good.
     pub failed: u64,
+    /// Process groups of runs that are over (strays that left their group) killed.
+    pub strays_killed: u64,
 }
+
+/// How long the start-up sweep waits for a killed stray group to be gone.
+const STRAY_GONE_WITHIN: Duration = Duration::from_secs(5);
 
 /// Finds incidents leased by earlier boots of this instance (`owner_prefix`, but not `owner`,
 /// this boot), kills their leftover agents, requeues them, then runs one rescue pass.
@@ -72,6 +84,7 @@ pub async fn reconcile_restart<R: IncidentRunner>(
             }
         }
     }
+    counts.strays_killed = kill_strays(store).await?;
     let rescued = store.rescue_expired(max_attempts).await?;
     counts.rescued = rescued.requeued + rescued.failed;
     counts.failed = rescued.failed;
@@ -83,4 +96,38 @@ pub async fn reconcile_restart<R: IncidentRunner>(
         );
     }
     Ok(counts)
+}
+
+/// Kills every process group on this host that carries the marker of a run of *this store*
+/// that is over (the incident is no longer running that attempt). Markers of incidents this
+/// store does not know belong to another nightcrier and are left alone, as are runs in progress
+/// (another process sharing the database may own them).
+async fn kill_strays(store: &Store) -> Result<u64, StoreError> {
+    let mut killed = 0;
+    for group in agent::find_agent_groups() {
+        let current = match store.get(&group.incident_id.to_string()).await {
+            Ok(i) => i,
+            Err(StoreError::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        if current.status == IncidentStatus::Running && current.attempt == group.attempt {
+            continue;
+        }
+        match agent::kill_leftover_group(group.pgid, group.incident_id, group.attempt) {
+            Ok(true) => {
+                killed += 1;
+                let left = agent::wait_group_gone(group.pgid, STRAY_GONE_WITHIN).await;
+                warn!(
+                    incident_id = %group.incident_id, attempt = group.attempt, pgid = group.pgid,
+                    still_alive = ?left, "killed agent processes that outlived their run"
+                );
+            }
+            Ok(false) => {}
+            Err(e) => warn!(
+                incident_id = %group.incident_id, pgid = group.pgid, error = %e,
+                "cannot kill agent processes that outlived their run"
+            ),
+        }
+    }
+    Ok(killed)
 }
