@@ -143,9 +143,13 @@ pub fn load_index(workspace: &Path) -> Option<Index> {
     let path = workspace.join(EVIDENCE_DIR).join(INDEX_FILE);
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        // NONBLOCK: a FIFO the agent planted must not hang the reader.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
     let mut buf = Vec::new();
     file.take(MAX_INDEX_BYTES).read_to_end(&mut buf).ok()?;
     serde_json::from_slice(&buf).ok()

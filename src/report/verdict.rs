@@ -132,9 +132,13 @@ pub fn read(workspace: &Path) -> Option<Verdict> {
     let bounded = |path: &Path| -> Option<Vec<u8>> {
         let f = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            // NONBLOCK: a FIFO the agent planted must not hang the reader.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(path)
             .ok()?;
+        if !f.metadata().ok()?.is_file() {
+            return None;
+        }
         let mut buf = Vec::new();
         f.take(MAX_VERDICT_BYTES).read_to_end(&mut buf).ok()?;
         Some(buf)
