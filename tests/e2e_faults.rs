@@ -420,7 +420,7 @@ async fn hostile_notifications_leave_the_process_up_bounded_and_ingesting() {
     .await;
     flow.finish().await;
     assert_eq!(
-        bad.sessions_created(),
+        bad.stream_sessions_created(),
         1,
         "the hostile stream cost the session"
     );
