@@ -169,6 +169,8 @@ async fn main() {
                 triage: Default::default(),
                 agent: None,
                 evidence: Default::default(),
+                environment: None,
+                labels: Default::default(),
             })
             .collect();
     }

@@ -126,6 +126,8 @@ async fn run() {
             triage: TriageConfig::default(),
             agent: None,
             evidence: Default::default(),
+            environment: None,
+            labels: Default::default(),
         })
         .collect();
 

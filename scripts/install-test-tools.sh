@@ -1,30 +1,61 @@
 #!/usr/bin/env bash
-# Installs the third-party CLIs that integration tests run for real (today: Claude Code) into
-# target/test-tools, idempotently. Tests find the binary at
-# target/test-tools/node_modules/.bin/claude (or via NIGHTCRIER_TEST_CLAUDE_BIN).
+# Installs the third-party CLIs that integration tests run for real (Claude Code, Codex, Gemini
+# CLI) into target/test-tools, idempotently. Tests find the binaries at
+# target/test-tools/node_modules/.bin/<name> (or via NIGHTCRIER_TEST_<NAME>_BIN).
 #
-# Plain `npm install`: the CLI ships its native binary in an optional platform package, so
-# --ignore-scripts / --omit=optional would leave a stub that exits 1.
+# Plain `npm install`: the CLIs ship their native binaries in optional platform packages, so
+# --ignore-scripts / --omit=optional would leave stubs that exit 1.
 set -euo pipefail
 
+# --- prlimit (util-linux), for tests/hostile_inputs.rs (lowers a running process's descriptor
+# limit). Part of every Debian base system; installed only if missing.
+if ! command -v prlimit >/dev/null 2>&1; then
+    apt-get update
+    apt-get install -y util-linux
+fi
+# --- end prlimit
+
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# --- systemd-analyze (tests/systemd_unit.rs verifies dist/nightcrier.service) -----------------
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    echo "installing Debian's systemd package (for systemd-analyze)..."
+    apt-get update
+    apt-get install -y --no-install-recommends systemd
+fi
+echo "systemd-analyze: $(systemd-analyze --version | head -n 1)"
+# --- end systemd-analyze -------------------------------------------------------------------------
 prefix="${NIGHTCRIER_TEST_TOOLS:-$root/target/test-tools}"
-# Pinned to a version the claude preset's test is known to pass with (the headless flags drift
+
+# install_cli <bin name> <package@version>
+install_cli() {
+    local name="$1" package="$2"
+    local bin="$prefix/node_modules/.bin/$name"
+    if [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1; then
+        echo "$name already installed: $("$bin" --version 2>/dev/null | head -1) ($bin)"
+        return 0
+    fi
+    mkdir -p "$prefix"
+    echo "installing $package into $prefix (several hundred MB)..."
+    npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "$package"
+    if ! "$bin" --version >/dev/null 2>&1; then
+        echo "error: $bin does not run after install" >&2
+        exit 1
+    fi
+    echo "$name installed: $("$bin" --version 2>/dev/null | head -1) ($bin)"
+}
+
+# --- Claude Code ---
+# Pinned to a version the claude preset's tests are known to pass with (the headless flags drift
 # between releases); override to try another.
-package="${NIGHTCRIER_TEST_CLAUDE_PACKAGE:-@anthropic-ai/claude-code@2.1.197}"
-bin="$prefix/node_modules/.bin/claude"
+install_cli claude "${NIGHTCRIER_TEST_CLAUDE_PACKAGE:-@anthropic-ai/claude-code@2.1.197}"
 
-if [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1; then
-    echo "claude already installed: $("$bin" --version) ($bin)"
-    exit 0
-fi
+# --- Codex (tests/agent_mcp_cli.rs) ---
+# 0.171.0: `exec --json`, `mcp_servers.<name>.url` + `bearer_token_env_var`, and
+# `default_tools_approval_mode` verified against a scripted Responses API.
+install_cli codex "${NIGHTCRIER_TEST_CODEX_PACKAGE:-@openai/codex@0.171.0}"
 
-mkdir -p "$prefix"
-echo "installing $package into $prefix (several hundred MB)..."
-npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "$package"
-
-if ! "$bin" --version >/dev/null 2>&1; then
-    echo "error: $bin does not run after install" >&2
-    exit 1
-fi
-echo "claude installed: $("$bin" --version) ($bin)"
+# --- Gemini CLI (tests/agent_mcp_cli.rs) ---
+# 0.61.0: `mcpServers.<name>` with `type: http` and headers, `-o json`, verified against a
+# scripted streamGenerateContent.
+install_cli gemini "${NIGHTCRIER_TEST_GEMINI_PACKAGE:-@google/gemini-cli@0.61.0}"

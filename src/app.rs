@@ -73,11 +73,33 @@ pub fn store_options(config: &Config) -> StoreOptions {
     }
 }
 
+/// Where ingest spills faults when the database is corrupt: next to the SQLite file, or in the
+/// workspace root for PostgreSQL; bounded like the buffer (`ingest.buffer_bytes`).
+pub fn spill_file(config: &Config) -> ingest::spill::SpillFile {
+    let path = match crate::store::sqlite_file(config.database.url.expose()) {
+        Some(db) => {
+            let mut name = db.into_os_string();
+            name.push("-spill.jsonl");
+            std::path::PathBuf::from(name)
+        }
+        None => config.workspace_root.join(".ingest-spill.jsonl"),
+    };
+    ingest::spill::SpillFile::new(path, config.ingest.buffer_bytes as u64)
+}
+
 impl App {
     pub async fn build(config: Config) -> Result<App, AppError> {
         let metrics = telemetry::install_metrics_recorder()?;
         telemetry::describe_metrics();
+        telemetry::record_cluster_info(&config.clusters);
         let store = Store::connect(store_options(&config))
+            .await
+            .map_err(|source| AppError::Store {
+                url: config.database.url.redacted(),
+                source,
+            })?;
+        store
+            .check_writable()
             .await
             .map_err(|source| AppError::Store {
                 url: config.database.url.redacted(),
@@ -88,7 +110,8 @@ impl App {
         let http = HttpServer::bind_configured(
             &config.http,
             HttpState::new(store.clone(), health.clone(), metrics.clone())
-                .with_workspace_root(config.workspace_root.clone()),
+                .with_workspace_root(config.workspace_root.clone())
+                .with_clusters(config.clusters.clone()),
         )
         .await?;
         Ok(App {
@@ -158,12 +181,19 @@ impl App {
         } = self;
 
         // Producer: sessions → channel → writer.
-        let (sender, receiver) = ingest::channel(config.ingest.buffer_capacity);
+        let (sender, receiver) =
+            ingest::channel_bounded(config.ingest.buffer_capacity, config.ingest.buffer_bytes);
+        let spill = spill_file(&config);
+        // Before any session starts, so spilled faults keep their place ahead of new ones.
+        ingest::spill::reingest(&spill, &sender);
         let writer = IngestWriter::new(
             receiver,
             store.clone(),
             health.clone(),
-            WriterOptions::from_config(&config.ingest),
+            WriterOptions {
+                spill: Some(spill),
+                ..WriterOptions::from_config(&config.ingest)
+            },
         );
         let fleet = McpFleet::new(
             config.clusters.clone(),
@@ -174,6 +204,10 @@ impl App {
 
         // Consumer.
         let runner = AgentRunner::new(&config);
+        // Said at start, not at the first incident: the agent would fail on every run.
+        for problem in runner.missing_api_keys() {
+            tracing::error!("{problem}");
+        }
         let pool = WorkerPool::new(
             store.clone(),
             Arc::new(runner.clone()),

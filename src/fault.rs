@@ -67,9 +67,138 @@ pub struct ReceivedFault {
     pub triage_enabled: bool,
 }
 
+/// Bytes of a fault's `context` that are kept. The context is stored three times (incident,
+/// occurrence, raw notification) and held in the ingest buffer, and a server may send megabytes
+/// of it; what triage needs fits well within this.
+pub const MAX_CONTEXT_BYTES: usize = 64 * 1024;
+/// Bytes kept of every other text field (names, ids, types: a few dozen in practice).
+pub const MAX_FIELD_BYTES: usize = 1024;
+/// Bytes of the raw notification kept as received; a larger one is replaced by the fault's own
+/// (bounded) fields.
+pub const MAX_RAW_BYTES: usize = MAX_CONTEXT_BYTES + 16 * MAX_FIELD_BYTES;
+/// Set in a raw notification that was replaced because it was over the bounds.
+pub const RAW_TRUNCATED_KEY: &str = "nightcrierTruncated";
+
+/// Cuts `s` to at most `max` bytes (at a character boundary) and appends a marker saying how
+/// much was cut; returns whether it did. The marker is ASCII so it survives every output.
+pub fn truncate_text(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = s.len() - end;
+    s.truncate(end);
+    s.push_str(&format!(" [... {cut} bytes cut by nightcrier]"));
+    // truncate keeps the allocation: without this the cut text would still hold its megabytes.
+    s.shrink_to_fit();
+    true
+}
+
+/// Length of `v` as compact JSON, without building the text.
+fn json_len(v: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+impl ReceivedFault {
+    /// The fault with every text field within its bound ([`MAX_CONTEXT_BYTES`],
+    /// [`MAX_FIELD_BYTES`], [`MAX_RAW_BYTES`]), each cut one marked. The one place these bounds
+    /// are applied: the ingest buffer calls it on every fault it takes.
+    pub fn bounded(mut self) -> Self {
+        let f = &mut self.fault;
+        let mut cut = truncate_text(&mut f.context, MAX_CONTEXT_BYTES);
+        for field in [
+            &mut self.cluster,
+            &mut f.subscription_id,
+            &mut f.cluster,
+            &mut f.fault_id,
+            &mut f.fault_type,
+            &mut f.severity,
+            &mut f.timestamp,
+            &mut f.resource.api_version,
+            &mut f.resource.kind,
+            &mut f.resource.name,
+            &mut f.resource.uid,
+        ] {
+            cut |= truncate_text(field, MAX_FIELD_BYTES);
+        }
+        if let Some(ns) = &mut f.resource.namespace {
+            cut |= truncate_text(ns, MAX_FIELD_BYTES);
+        }
+        if cut || json_len(&self.raw) > MAX_RAW_BYTES {
+            let mut raw = serde_json::to_value(&self.fault).unwrap_or_default();
+            if let Some(obj) = raw.as_object_mut() {
+                obj.insert(RAW_TRUNCATED_KEY.into(), true.into());
+            }
+            self.raw = raw;
+        }
+        self
+    }
+
+    /// About how many bytes the fault holds in memory (its texts and raw notification), for
+    /// the ingest buffer's byte bound.
+    pub fn size_bytes(&self) -> usize {
+        let f = &self.fault;
+        let r = &f.resource;
+        self.cluster.len()
+            + f.subscription_id.len()
+            + f.cluster.len()
+            + f.fault_id.len()
+            + f.fault_type.len()
+            + f.severity.len()
+            + f.context.len()
+            + f.timestamp.len()
+            + r.api_version.len()
+            + r.kind.len()
+            + r.name.len()
+            + r.namespace.as_ref().map_or(0, String::len)
+            + r.uid.len()
+            + json_len(&self.raw)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oversized_texts_are_cut_with_a_marker_and_raw_is_replaced() {
+        let data = r#"{"subscriptionId":"s","cluster":"c","faultId":"f","faultType":"CrashLoop","severity":"critical","resource":{"kind":"Pod","name":"p","uid":"u"},"context":"x","timestamp":"t"}"#;
+        let mut fault: Fault = serde_json::from_str(data).expect("parses");
+        fault.context = "é".repeat(MAX_CONTEXT_BYTES);
+        let raw = serde_json::to_value(&fault).expect("json");
+        let r = ReceivedFault {
+            cluster: "c".into(),
+            fault,
+            received_at: Utc::now(),
+            raw,
+            triage_enabled: true,
+        }
+        .bounded();
+        assert!(r.fault.context.len() < MAX_CONTEXT_BYTES + 64);
+        assert!(r.fault.context.ends_with(&format!(
+            " [... {} bytes cut by nightcrier]",
+            MAX_CONTEXT_BYTES
+        )));
+        assert_eq!(r.raw[RAW_TRUNCATED_KEY], true);
+        assert_eq!(r.raw["context"], r.fault.context.as_str());
+        assert!(r.size_bytes() < 3 * MAX_CONTEXT_BYTES);
+    }
 
     #[test]
     fn fault_id_matches_the_protocol_test_vectors() {

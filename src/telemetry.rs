@@ -154,7 +154,13 @@ where
         .with_writer(writer);
     Ok(match format {
         // The module path adds nothing an operator needs on a one-line event.
-        LogFormat::Text => Box::new(builder.with_ansi(ansi).with_target(false).finish()),
+        LogFormat::Text => Box::new(
+            builder
+                .fmt_fields(escaped_fields())
+                .with_ansi(ansi)
+                .with_target(false)
+                .finish(),
+        ),
         LogFormat::Json => Box::new(
             builder
                 .json()
@@ -163,6 +169,30 @@ where
                 .finish(),
         ),
     })
+}
+
+/// The text log's field formatter: `name=value` separated by spaces, the message bare, as the
+/// default one does, but every value goes through [`crate::escape::control_chars`]. Values come
+/// from clusters and agents (`cluster = %name`, errors...): a newline in one would otherwise
+/// forge a log line and an escape sequence would reach the operator's terminal. The JSON format
+/// needs none of this; its serializer escapes.
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static
+{
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(
+        |w: &mut tracing_subscriber::fmt::format::Writer<'_>,
+         field: &tracing::field::Field,
+         value: &dyn fmt::Debug| {
+            let text = format!("{value:?}");
+            let text = crate::escape::control_chars(&text);
+            if field.name() == "message" {
+                w.write_str(&text)
+            } else {
+                write!(w, "{field}={text}")
+            }
+        },
+    )
+    .delimited(" ")
 }
 
 static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
@@ -342,6 +372,27 @@ impl MetricsUpkeep {
                 _ = tick.tick() => self.run_once(),
             }
         }
+    }
+}
+
+/// `nightcrier_cluster_info{cluster, environment} 1` for every configured cluster: the bounded
+/// cluster facts, for dashboards to join on `cluster`. `labels` stay off metrics (their keys are
+/// the operator's and unbounded); `environment` is one validated value per cluster.
+pub const CLUSTER_INFO: &str = "nightcrier_cluster_info";
+
+pub fn record_cluster_info(clusters: &[crate::config::ClusterConfig]) {
+    describe_gauge!(
+        CLUSTER_INFO,
+        Unit::Count,
+        "1 per configured cluster, labelled with its environment."
+    );
+    for c in clusters {
+        metrics::gauge!(
+            CLUSTER_INFO,
+            "cluster" => c.name.clone(),
+            "environment" => c.environment.clone().unwrap_or_default()
+        )
+        .set(1.0);
     }
 }
 

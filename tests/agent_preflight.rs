@@ -182,3 +182,37 @@ async fn the_runner_copies_the_latest_preflight_into_each_workspace() {
     assert_eq!(written, results[0]);
     assert_eq!(check(&written, "watch", "pods"), &CheckResult::Denied);
 }
+
+/// Said at start (the app logs these), not at the first incident: a preset whose API key is
+/// neither inherited nor in `agent.env`, per agent block in force.
+#[test]
+fn a_missing_api_key_is_named_per_agent_block() {
+    use nightcrier::agent::AgentRunner;
+    use nightcrier::config::{AgentPreset, Secret};
+
+    let root = tempfile::tempdir().unwrap();
+    let mut config = agent_support::config(root.path(), agent_support::script_agent("x"));
+    config.agent.preset = AgentPreset::Claude;
+    let mut codex = config.agent.clone();
+    codex.preset = AgentPreset::Codex;
+    config.clusters[0].agent = Some(codex);
+
+    let none = AgentRunner::new(&config).with_inherited_env(Default::default());
+    let problems = none.missing_api_keys();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].starts_with("agent: preset `claude` has no API key"));
+    assert!(problems[0].contains("ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN"));
+    assert!(problems[1].contains("preset `codex`"));
+    assert!(problems[1].contains("CODEX_API_KEY or OPENAI_API_KEY"));
+
+    // An inherited OPENAI_API_KEY serves codex; an `agent.env` key serves claude.
+    config
+        .agent
+        .env
+        .insert("ANTHROPIC_API_KEY".into(), Secret::new("sk-ant"));
+    let inherited = [("OPENAI_API_KEY".to_string(), Secret::new("sk-oai"))]
+        .into_iter()
+        .collect();
+    let both = AgentRunner::new(&config).with_inherited_env(inherited);
+    assert_eq!(both.missing_api_keys(), Vec::<String>::new());
+}

@@ -170,6 +170,7 @@ async fn a_taken_address_fails_clearly() {
 
     let off = HttpConfig {
         listen: String::new(),
+        ..HttpConfig::default()
     };
     assert!(HttpServer::bind_configured(&off, state.clone())
         .await

@@ -142,6 +142,8 @@ pub async fn run(args: &Args) {
             triage: TriageConfig::default(),
             agent: None,
             evidence: Default::default(),
+            environment: None,
+            labels: Default::default(),
         })
         .collect();
     let config = dir.path().join("nightcrier.yaml");

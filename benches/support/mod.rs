@@ -301,6 +301,8 @@ impl Pipeline {
                 triage: TriageConfig::default(),
                 agent: None,
                 evidence: Default::default(),
+                environment: None,
+                labels: Default::default(),
             })
             .collect();
         let (sender, receiver) = ingest::channel(spec.buffer_capacity);

@@ -38,6 +38,28 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// True when the machine ran out of something (descriptors, memory, disk, processes) rather
+    /// than the run being wrong: the incident should wait and be tried again, not fail for good.
+    pub fn is_resource_exhausted(&self) -> bool {
+        let source = match self {
+            Self::Workspace { source, .. }
+            | Self::SystemPrompt { source, .. }
+            | Self::Spawn { source, .. } => source,
+            _ => return false,
+        };
+        source.raw_os_error().is_some_and(|code| {
+            [
+                libc::EMFILE,
+                libc::ENFILE,
+                libc::ENOSPC,
+                libc::ENOMEM,
+                libc::EAGAIN,
+                libc::EDQUOT,
+            ]
+            .contains(&code)
+        })
+    }
+
     pub(crate) fn workspace(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| Self::Workspace { path, source }

@@ -78,6 +78,10 @@ pub struct RunSpec<'a> {
     /// Exactly what `prompt.md` holds.
     pub prompt: &'a str,
     pub system_prompt: Option<&'a str>,
+    /// Nightcrier's per-run MCP endpoint, when MCP tools are offered.
+    pub mcp: Option<presets::McpServer<'a>>,
+    /// The preset's [`presets::key_variables`] found in nightcrier's environment.
+    pub inherited: &'a BTreeMap<String, Secret>,
 }
 
 pub fn build(spec: &RunSpec<'_>) -> Result<Invocation, AgentError> {
@@ -86,7 +90,25 @@ pub fn build(spec: &RunSpec<'_>) -> Result<Invocation, AgentError> {
     let (prompt_file, report_file) = (ws.prompt_file(), ws.report_file());
     let incident_id = spec.incident_id.to_string();
     let state_dir = ws.state_dir().join(preset_name(agent.preset));
-    let user_env: Vec<&str> = agent.env.keys().map(String::as_str).collect();
+    // Later entries win: the inherited API-key variables, then the user's `agent.env`.
+    let mut keys: BTreeMap<String, Secret> = spec
+        .inherited
+        .iter()
+        .filter(|(k, _)| presets::key_variables(agent.preset).contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    keys.extend(agent.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if agent.preset == AgentPreset::Codex && !keys.contains_key("CODEX_API_KEY") {
+        // `codex exec` reads CODEX_API_KEY only; a user who exported OPENAI_API_KEY means it.
+        if let Some(v) = keys.get("OPENAI_API_KEY").cloned() {
+            keys.insert("CODEX_API_KEY".into(), v);
+        }
+    }
+    let base_url = match agent.preset {
+        AgentPreset::Codex => keys.get("OPENAI_BASE_URL").map(|v| v.expose().to_string()),
+        _ => None,
+    };
+    let user_env: Vec<&str> = keys.keys().map(String::as_str).collect();
     let input = PresetInput {
         workspace: ws.dir(),
         prompt: spec.prompt,
@@ -95,6 +117,10 @@ pub fn build(spec: &RunSpec<'_>) -> Result<Invocation, AgentError> {
         model: agent.model.as_deref(),
         system_prompt: spec.system_prompt,
         user_env: &user_env,
+        mcp: spec.mcp,
+        max_turns: agent.max_turns,
+        allowed_tools: agent.allowed_tools.as_deref(),
+        base_url: base_url.as_deref(),
     };
     let binary = |preset| {
         agent.binary.as_ref().map_or_else(
@@ -131,14 +157,19 @@ pub fn build(spec: &RunSpec<'_>) -> Result<Invocation, AgentError> {
         .into_iter()
         .map(|(k, v)| (k, Secret::new(v)))
         .collect();
-    env.extend(agent.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(keys);
+    if let Some(mcp) = &spec.mcp {
+        env.insert(presets::MCP_URL_VAR.into(), Secret::new(mcp.url));
+        env.insert(presets::MCP_TOKEN_VAR.into(), Secret::new(mcp.token));
+    }
     let path_var = |p: &Path| Secret::new(p.display().to_string());
     env.insert(ENV_INCIDENT_ID.into(), Secret::new(incident_id.clone()));
     env.insert(ENV_INCIDENT_WORKSPACE.into(), path_var(ws.dir()));
     env.insert(ENV_INCIDENT_FILE.into(), path_var(&ws.incident_file()));
     env.insert(ENV_REPORT_FILE.into(), path_var(&report_file));
     env.insert(ENV_CLUSTER_NAME.into(), Secret::new(spec.cluster));
-    if let Some(kubeconfig) = spec.kubeconfig {
+    let kubeconfig = spec.kubeconfig.filter(|_| agent.kubectl);
+    if let Some(kubeconfig) = kubeconfig {
         env.insert(ENV_KUBECONFIG.into(), path_var(kubeconfig));
     }
 
@@ -156,14 +187,14 @@ pub fn build(spec: &RunSpec<'_>) -> Result<Invocation, AgentError> {
         Some(c) => container::wrap(
             invocation,
             c,
-            spec.kubeconfig,
+            kubeconfig,
             &container::container_name(spec.incident_id, spec.attempt),
         ),
         None => invocation,
     })
 }
 
-fn preset_name(preset: AgentPreset) -> &'static str {
+pub(crate) fn preset_name(preset: AgentPreset) -> &'static str {
     match preset {
         AgentPreset::Claude => "claude",
         AgentPreset::Codex => "codex",
@@ -188,8 +219,12 @@ mod tests {
             kubeconfig: Some(Path::new("/etc/nc/prod.kubeconfig")),
             prompt: "Investigate.",
             system_prompt: None,
+            mcp: None,
+            inherited: &NO_KEYS,
         }
     }
+
+    static NO_KEYS: BTreeMap<String, Secret> = BTreeMap::new();
 
     #[test]
     fn extra_args_follow_the_preset_and_precede_a_trailing_positional() {
@@ -275,5 +310,102 @@ mod tests {
             .unwrap();
         assert_eq!(inv.args[image_at + 1], "claude");
         assert_eq!(inv.args[image_at + 2], "-p");
+    }
+
+    #[test]
+    fn only_the_presets_own_key_variables_are_inherited_and_agent_env_wins() {
+        let ws = Workspace::new(Path::new("/ws"), Uuid::nil());
+        let inherited: BTreeMap<String, Secret> = [
+            ("ANTHROPIC_API_KEY", "sk-ant"),
+            ("OPENAI_API_KEY", "sk-oai"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("GEMINI_API_KEY", "g-1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Secret::new(v)))
+        .collect();
+        let get = |inv: &Invocation, k: &str| inv.env.get(k).map(|v| v.expose().to_string());
+
+        let mut agent = AgentConfig::default();
+        agent
+            .env
+            .insert("ANTHROPIC_API_KEY".into(), Secret::new("from-config"));
+        let spec = RunSpec {
+            inherited: &inherited,
+            ..spec_for(&agent, &ws)
+        };
+        let inv = build(&spec).unwrap();
+        assert_eq!(get(&inv, "ANTHROPIC_API_KEY"), Some("from-config".into()));
+        assert_eq!(get(&inv, "OPENAI_API_KEY"), None);
+        assert_eq!(get(&inv, "GEMINI_API_KEY"), None);
+
+        // codex: OPENAI_API_KEY stands in for CODEX_API_KEY, OPENAI_BASE_URL becomes a provider.
+        let agent = AgentConfig {
+            preset: AgentPreset::Codex,
+            ..AgentConfig::default()
+        };
+        let inv = build(&RunSpec {
+            inherited: &inherited,
+            ..spec_for(&agent, &ws)
+        })
+        .unwrap();
+        assert_eq!(get(&inv, "CODEX_API_KEY"), Some("sk-oai".into()));
+        assert_eq!(get(&inv, "ANTHROPIC_API_KEY"), None);
+        assert!(inv.files[0]
+            .1
+            .contains("base_url = \"http://127.0.0.1:9/v1\""));
+
+        // gemini: an inherited GEMINI_API_KEY selects the API-key auth type.
+        let agent = AgentConfig {
+            preset: AgentPreset::Gemini,
+            ..AgentConfig::default()
+        };
+        let inv = build(&RunSpec {
+            inherited: &inherited,
+            ..spec_for(&agent, &ws)
+        })
+        .unwrap();
+        assert_eq!(get(&inv, "GEMINI_API_KEY"), Some("g-1".into()));
+        assert!(inv.files[0].1.contains("gemini-api-key"));
+
+        let agent = AgentConfig {
+            preset: AgentPreset::Command,
+            command: vec!["/bin/true".into()],
+            ..AgentConfig::default()
+        };
+        let inv = build(&RunSpec {
+            inherited: &inherited,
+            ..spec_for(&agent, &ws)
+        })
+        .unwrap();
+        assert!(!inv.env.keys().any(|k| inherited.contains_key(k)));
+    }
+
+    #[test]
+    fn kubectl_off_means_no_kubeconfig_and_mcp_on_means_its_variables() {
+        let ws = Workspace::new(Path::new("/ws"), Uuid::nil());
+        let agent = AgentConfig {
+            kubectl: false,
+            ..AgentConfig::default()
+        };
+        let mcp = presets::McpServer {
+            name: "kubernetes",
+            url: "http://127.0.0.1:4100/mcp",
+            url_with_token: "http://127.0.0.1:4100/mcp/t0k",
+            token: "t0k",
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let inv = build(&RunSpec {
+            mcp: Some(mcp),
+            ..spec_for(&agent, &ws)
+        })
+        .unwrap();
+        assert!(!inv.env.contains_key("KUBECONFIG"));
+        assert_eq!(
+            inv.env["NIGHTCRIER_MCP_URL"].expose(),
+            "http://127.0.0.1:4100/mcp"
+        );
+        assert_eq!(inv.env["NIGHTCRIER_MCP_TOKEN"].expose(), "t0k");
+        assert!(!inv.args.iter().any(|a| a.contains("t0k")));
     }
 }

@@ -9,11 +9,14 @@
 //! Files: `workspace` (layout, modes), `prompt` (the template), `presets` (each CLI's argv),
 //! `invocation` (argv + environment of a run), `container` (the docker/podman wrapper),
 //! `process` (spawn, timeout, group kill), `procfs` (finding a group's processes, leftover
-//! groups after a crash), `outcome` (exit + report → status), `preflight` (kubectl auth can-i).
+//! groups after a crash), `outcome` (exit + report → status), `preflight` (kubectl auth can-i,
+//! API keys), `mcp_proxy` (the per-run read-only MCP endpoint the agent gets).
 
 mod container;
 mod error;
+pub mod failfast;
 mod invocation;
+pub mod mcp_proxy;
 mod outcome;
 mod preflight;
 mod presets;
@@ -31,7 +34,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AgentConfig, ClusterConfig, Config};
+use std::collections::BTreeMap;
+
+use crate::config::{AgentConfig, AgentPreset, ClusterConfig, Config, Secret};
 use crate::incident::{AgentRun, FaultOccurrence, Incident, IncidentStatus, RunOutcome};
 
 pub use container::{container_name, runtime_binary};
@@ -42,6 +47,7 @@ pub use preflight::{
     preflight, preflight_with, CheckResult, ClusterPermissions, PermissionCheck,
     DEFAULT_PREFLIGHT_TIMEOUT, REQUIRED_READS,
 };
+pub use presets::{key_variables, required_keys, MCP_TOKEN_VAR, MCP_URL_VAR};
 pub use procfs::{
     find_agent_groups, kill_leftover_group, live_group_members, live_processes_with_marker,
     marker_value, wait_group_gone, AgentGroup, MARKER_VAR,
@@ -63,6 +69,8 @@ pub struct AgentRunner {
     /// never held across an await.
     permissions: Arc<RwLock<HashMap<String, ClusterPermissions>>>,
     kubectl: PathBuf,
+    /// The presets' API-key variables found in nightcrier's environment at start.
+    inherited: Arc<BTreeMap<String, Secret>>,
     /// For the evidence sessions (short-lived, one per run): one pool for all of them.
     evidence_http: reqwest::Client,
 }
@@ -117,11 +125,50 @@ impl AgentRunner {
             clusters: Arc::new(clusters),
             permissions: Arc::default(),
             kubectl: PathBuf::from("kubectl"),
+            inherited: Arc::new(inherited_keys(|k| std::env::var(k).ok())),
             evidence_http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
         }
+    }
+
+    /// Uses these values for the presets' API-key variables instead of nightcrier's
+    /// environment (tests).
+    pub fn with_inherited_env(mut self, vars: BTreeMap<String, Secret>) -> Self {
+        self.inherited = Arc::new(vars);
+        self
+    }
+
+    /// For each agent block in force (global, then per cluster) whose preset cannot find any of
+    /// its API-key variables in `agent.env` or the inherited environment: a message saying so.
+    /// Logged at start so that a missing key is not first seen at the first incident.
+    pub fn missing_api_keys(&self) -> Vec<String> {
+        let mut blocks: Vec<(String, &AgentConfig)> = vec![("agent".into(), &self.default_agent)];
+        let mut names: Vec<&String> = self.clusters.keys().collect();
+        names.sort();
+        for name in names {
+            if let Some(agent) = self.clusters[name].agent.as_ref() {
+                blocks.push((format!("clusters[{name}].agent"), agent));
+            }
+        }
+        blocks
+            .into_iter()
+            .filter_map(|(key, agent)| {
+                let required = presets::required_keys(agent.preset);
+                let found = required
+                    .iter()
+                    .any(|k| agent.env.contains_key(*k) || self.inherited.contains_key(*k));
+                (!required.is_empty() && !found).then(|| {
+                    format!(
+                        "{key}: preset `{}` has no API key: set {} in nightcrier's environment \
+                         or in {key}.env",
+                        invocation::preset_name(agent.preset),
+                        required.join(" or ")
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Uses this kubectl for the preflight instead of the one on `PATH`.
@@ -225,6 +272,63 @@ impl AgentRunner {
         cancel: CancellationToken,
         on_started: &(dyn Fn(u32) + Send + Sync),
     ) -> RunReport {
+        let ws = self.workspace(incident);
+        let agent = self.for_cluster(&incident.cluster);
+        // Dropped (listener closed, token dead) when the run ends, however it ends.
+        let proxy = self.start_proxy(agent, incident, &ws).await;
+        let report = self
+            .run_with(
+                incident,
+                occurrences,
+                attempt,
+                cancel,
+                on_started,
+                proxy.as_ref(),
+            )
+            .await;
+        if let Some(proxy) = proxy {
+            proxy.shutdown().await;
+        }
+        report
+    }
+
+    /// The per-run MCP endpoint, when this run offers MCP tools. A failure to start it is
+    /// logged and the run goes on without MCP tools.
+    async fn start_proxy(
+        &self,
+        agent: &AgentConfig,
+        incident: &Incident,
+        ws: &Workspace,
+    ) -> Option<mcp_proxy::ProxyHandle> {
+        if !agent.mcp_tools {
+            return None;
+        }
+        let entry = self.clusters.get(&incident.cluster)?;
+        let started = mcp_proxy::McpProxy::start(
+            &incident.cluster,
+            &entry.config.mcp,
+            ws.dir().join("evidence"),
+            mcp_proxy::ProxyLimits::from_agent(agent),
+        )
+        .await;
+        match started {
+            Ok(proxy) => Some(proxy),
+            Err(e) => {
+                tracing::warn!(incident_id = %incident.id, cluster = %incident.cluster, error = %e, "agent runs without MCP tools");
+                None
+            }
+        }
+    }
+
+    async fn run_with(
+        &self,
+        incident: &Incident,
+        occurrences: &[FaultOccurrence],
+        attempt: i32,
+        cancel: CancellationToken,
+        on_started: &(dyn Fn(u32) + Send + Sync),
+        proxy: Option<&mcp_proxy::ProxyHandle>,
+    ) -> RunReport {
         let started = Instant::now();
         let ws = self.workspace(incident);
         let agent = self.for_cluster(&incident.cluster);
@@ -238,17 +342,15 @@ impl AgentRunner {
             interrupted: false,
         };
         let evidence = self.gather_evidence(&ws, incident, &cancel).await;
-        let (invocation, log) = match self.prepare(
-            &ws,
-            agent,
-            incident,
-            occurrences,
-            attempt,
-            evidence.as_ref(),
-        ) {
-            Ok(prepared) => prepared,
-            Err(e) => return finish(report, failed(e.to_string()), started, incident),
+        let context = RunContext {
+            evidence: evidence.as_ref(),
+            proxy,
         };
+        let (invocation, log) =
+            match self.prepare(&ws, agent, incident, occurrences, attempt, context) {
+                Ok(prepared) => prepared,
+                Err(e) => return finish(report, failed_or_later(&e), started, incident),
+            };
         if cancel.is_cancelled() {
             report.interrupted = true;
             return finish(report, failed(REASON_INTERRUPTED.into()), started, incident);
@@ -256,7 +358,7 @@ impl AgentRunner {
         let marker = marker_value(incident.id, attempt);
         let child = match process::spawn(&invocation, log, &marker) {
             Ok(child) => child,
-            Err(e) => return finish(report, failed(e.to_string()), started, incident),
+            Err(e) => return finish(report, failed_or_later(&e), started, incident),
         };
         report.pid = child.id();
         if let Some(pid) = report.pid {
@@ -338,8 +440,9 @@ impl AgentRunner {
         incident: &Incident,
         occurrences: &[FaultOccurrence],
         attempt: i32,
-        evidence: Option<&crate::evidence::Bundle>,
+        context: RunContext<'_>,
     ) -> Result<(Invocation, File), AgentError> {
+        let RunContext { evidence, proxy } = context;
         ws.prepare()?;
         ws.write_incident(incident, occurrences, attempt)?;
         let system_prompt =
@@ -356,7 +459,7 @@ impl AgentRunner {
         let appended = (!separate_system_prompt)
             .then_some(system_prompt.as_deref())
             .flatten();
-        let text = prompt::render(
+        let mut text = prompt::render(
             incident,
             occurrences,
             ws.dir(),
@@ -364,10 +467,37 @@ impl AgentRunner {
             appended,
             evidence,
         );
+        if let Some(entry) = self.clusters.get(&incident.cluster) {
+            text.push_str(&prompt::cluster_context(&entry.config));
+        }
+        let entry = self.clusters.get(&incident.cluster);
+        let kubectl = agent.kubectl && entry.is_some_and(|c| c.kubeconfig.is_some());
+        text.push_str(&prompt::agent_tools_section(
+            proxy.map(|_| mcp_proxy::SERVER_NAME),
+            kubectl,
+        ));
+        if let Some(extra) = agent
+            .additional_prompt
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            text.push_str(&format!("\n{extra}\n"));
+        }
         workspace::write_private(&ws.prompt_file(), text.as_bytes())?;
         self.write_permissions(ws, &incident.cluster)?;
 
-        let entry = self.clusters.get(&incident.cluster);
+        let (url, url_with_token) = proxy.map(|p| (p.url(), p.url_with_token())).unzip();
+        let mcp = proxy
+            .zip(url.as_deref())
+            .zip(url_with_token.as_deref())
+            .map(|((p, url), url_with_token)| presets::McpServer {
+                name: mcp_proxy::SERVER_NAME,
+                url,
+                url_with_token,
+                token: p.token(),
+                timeout: agent.mcp_call_timeout,
+            });
         let spec = RunSpec {
             agent,
             incident_id: incident.id,
@@ -379,6 +509,8 @@ impl AgentRunner {
             system_prompt: separate_system_prompt
                 .then_some(system_prompt.as_deref())
                 .flatten(),
+            mcp,
+            inherited: &self.inherited,
         };
         let invocation = invocation::build(&spec)?;
         for dir in &invocation.dirs {
@@ -418,11 +550,56 @@ impl AgentRunner {
     }
 }
 
+/// The presets' API-key variables present in an environment.
+fn inherited_keys(get: impl Fn(&str) -> Option<String>) -> BTreeMap<String, Secret> {
+    let presets = [
+        AgentPreset::Claude,
+        AgentPreset::Codex,
+        AgentPreset::Gemini,
+        AgentPreset::Goose,
+    ];
+    presets
+        .iter()
+        .flat_map(|p| presets::key_variables(*p).iter())
+        .filter_map(|k| {
+            Some((
+                k.to_string(),
+                Secret::new(get(k).filter(|v| !v.is_empty())?),
+            ))
+        })
+        .collect()
+}
+
+/// What a run has gathered or started before its prompt and invocation are written.
+#[derive(Clone, Copy)]
+struct RunContext<'a> {
+    evidence: Option<&'a crate::evidence::Bundle>,
+    /// The per-run MCP endpoint, when MCP tools are offered.
+    proxy: Option<&'a mcp_proxy::ProxyHandle>,
+}
+
 fn failed(reason: String) -> RunOutcome {
     RunOutcome {
         status: IncidentStatus::Failed,
         reason: Some(reason),
         exit_code: None,
+    }
+}
+
+/// Prefix of the reason of a run that could not start for lack of a resource.
+pub const REASON_RESOURCES: &str = "resources exhausted, will retry";
+
+/// `failed` for an error of the run itself; `pending` (give the incident back, the worker
+/// requeues it) when the machine ran out of descriptors, memory or disk while preparing it.
+fn failed_or_later(e: &AgentError) -> RunOutcome {
+    if e.is_resource_exhausted() {
+        RunOutcome {
+            status: IncidentStatus::Pending,
+            reason: Some(format!("{REASON_RESOURCES}: {e}")),
+            exit_code: None,
+        }
+    } else {
+        failed(e.to_string())
     }
 }
 

@@ -206,6 +206,53 @@ pub fn render(
     p
 }
 
+// --- agent tools (owned by the agent-mcp work: what the agent is told about its tools) ---
+
+/// What the agent needs to know about its tools: nightcrier's read-only MCP server (named
+/// `mcp_server`) when offered, and whether kubectl is configured. Appended to the prompt; the
+/// prompt's template may call it where it fits instead.
+pub fn agent_tools_section(mcp_server: Option<&str>, kubectl: bool) -> String {
+    let mut p = String::from("\n## The tools of this run\n\n");
+    if let Some(name) = mcp_server {
+        let _ = writeln!(
+            p,
+            "- The MCP server `{name}` gives read-only access to the cluster (pods, logs with \
+             `previous: true` for the last crashed container, events, resources, nodes). Prefer \
+             it over kubectl: its calls are recorded as evidence (`evidence/tool-calls.jsonl`; \
+             cite a call by its number). Mutating tools are not offered; a refused or failed call \
+             says why."
+        );
+    }
+    if kubectl {
+        let _ = writeln!(
+            p,
+            "- `kubectl` is configured through `KUBECONFIG` for read commands."
+        );
+    } else {
+        let _ = writeln!(p, "- No kubeconfig is provided: do not use kubectl.");
+    }
+    p
+}
+
+// --- end agent tools ---
+
+/// The operator's description of the cluster (`environment`, `labels`), appended to the prompt
+/// so the agent weighs a fault in production differently from one in a lab. Empty when neither
+/// is set. Operator configuration, not cluster input, but still bounded by `config` validation.
+pub fn cluster_context(cluster: &crate::config::ClusterConfig) -> String {
+    if cluster.environment.is_none() && cluster.labels.is_empty() {
+        return String::new();
+    }
+    let mut p = String::from("\n## The cluster\n\n");
+    if let Some(env) = &cluster.environment {
+        let _ = writeln!(p, "- Environment: {env}");
+    }
+    for (k, v) in &cluster.labels {
+        let _ = writeln!(p, "- {k}: {v}");
+    }
+    p
+}
+
 /// The gathered evidence: what was read, the telling lines first, and what is missing.
 fn evidence_section(p: &mut String, bundle: &crate::evidence::Bundle) {
     let h = crate::evidence::highlights(bundle);

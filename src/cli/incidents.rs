@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 
-use super::output::{opt_time, table, time};
+use super::output::{escaped, opt_time, table, time};
 use crate::incident::{Incident, IncidentStatus};
 use crate::store::{ListFilter, Store};
 
@@ -190,7 +190,7 @@ fn describe(i: &Incident) -> String {
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     fields
         .into_iter()
-        .map(|(k, v)| format!("{k:<width$}  {v}\n"))
+        .map(|(k, v)| format!("{k:<width$}  {}\n", escaped(&v)))
         .collect()
 }
 

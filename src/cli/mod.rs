@@ -5,6 +5,7 @@
 //! It must not contain logic that tests cannot reach through the library.
 
 mod config_cmd;
+mod gocompat_cmd;
 mod incidents;
 mod output;
 mod run;
@@ -22,10 +23,18 @@ use crate::config::{self, LoadedConfig};
 use crate::store::Store;
 use crate::telemetry::{self, LogFormat};
 
+/// `--version`: the release and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("NIGHTCRIER_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "nightcrier",
-    version,
+    version = VERSION,
     about = "Watches Kubernetes clusters through their MCP servers and runs an AI triage agent on every fault."
 )]
 pub struct Cli {
@@ -48,7 +57,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Watch the configured clusters and triage their faults (until SIGINT/SIGTERM).
-    Run,
+    Run {
+        /// Check what agents need (binary, API key, kubeconfigs) and exit: 0 when all is there.
+        #[arg(long)]
+        check: bool,
+    },
     /// A self-contained demo: simulated clusters, embedded SQLite, a built-in demo agent.
     Demo(crate::demo::DemoArgs),
     /// Serve simulated clusters that speak the fault-event protocol (for trials, tests, benchmarks).
@@ -61,7 +74,12 @@ pub enum Command {
         think: std::time::Duration,
     },
     /// Create or upgrade the database schema.
-    Migrate,
+    Migrate {
+        /// Also copy the incidents of a Go nightcrier SQLite file into this database (the Go
+        /// file is only read).
+        #[arg(long, value_name = "GO_DB")]
+        import_go: Option<PathBuf>,
+    },
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -88,6 +106,15 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Validate the configuration and print it with secrets redacted.
     Check,
+    /// Print a nightcrier.yaml equivalent to a Go nightcrier config.yaml (with notes on what
+    /// changed); the Go program's environment variables are taken into account.
+    ImportGo {
+        /// The Go nightcrier's config.yaml.
+        go_config: PathBuf,
+        /// Its tuning.yaml, if any.
+        #[arg(long, value_name = "FILE")]
+        tuning: Option<PathBuf>,
+    },
 }
 
 /// Entry point of the binary.
@@ -107,22 +134,45 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cause_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each said once. Most layers already include their
+/// source's message in their own (`cannot listen on ...: Address in use`), so printing the
+/// whole chain (`{:#}`) repeated the cause three or four times; a cause whose text is already
+/// on the line is left out. Escaped, since causes quote configuration and cluster data.
+fn cause_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if line.contains(&msg) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&msg);
+    }
+    output::escaped(&line)
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     // Commands that log (rather than print for humans) get the system log on stdout.
     if matches!(
         cli.command,
-        Command::Run | Command::Demo(_) | Command::Simulate(_) | Command::Migrate
+        Command::Run { check: false }
+            | Command::Demo(_)
+            | Command::Simulate(_)
+            | Command::Migrate { .. }
     ) {
         telemetry::init_tracing(cli.log_format, cli.log_level.as_deref())?;
     }
     match &cli.command {
-        Command::Run => run::run(load_config(&cli)?).await,
+        Command::Run { check: true } => run::check(load_config(&cli)?),
+        Command::Run { check: false } => run::run(load_config(&cli)?).await,
         Command::Demo(args) => {
             crate::demo::run(args.clone()).await?;
             Ok(ExitCode::SUCCESS)
@@ -139,10 +189,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check) => config_cmd::check(cli.config.as_deref()),
-        Command::Migrate => {
+        Command::Config(ConfigCommand::ImportGo { go_config, tuning }) => {
+            gocompat_cmd::import_config(go_config, tuning.as_deref())
+        }
+        Command::Migrate { import_go } => {
             let loaded = load_config(&cli)?;
             let store = open_store(&loaded).await?;
             store.migrate().await.context("applying migrations")?;
+            if let Some(go_db) = import_go {
+                gocompat_cmd::import_database(&store, go_db).await?;
+            }
             println!(
                 "database {} is up to date ({})",
                 loaded.config.database.url.redacted(),

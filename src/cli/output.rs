@@ -3,7 +3,14 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Renders rows under a header with columns padded to their widest cell.
+/// Cells hold cluster data: each is escaped ([`crate::escape::control_chars`]) before it is
+/// measured, so a newline or an escape sequence in a name cannot break or forge a row.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| escaped(c)).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -29,6 +36,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         line(row.iter().map(String::as_str).collect());
     }
     out
+}
+
+/// Untrusted text made safe for a terminal (one owner: [`crate::escape`]).
+pub fn escaped(s: &str) -> String {
+    crate::escape::control_chars(s).into_owned()
 }
 
 pub fn time(t: &DateTime<Utc>) -> String {

@@ -99,7 +99,8 @@ fn reason_suffix(i: &Incident) -> String {
 }
 
 fn notice(msg: &str) {
-    eprintln!("nightcrier: {msg}");
+    // The message carries the failure reason, which may quote agent output.
+    eprintln!("nightcrier: {}", super::output::escaped(msg));
 }
 
 /// Copies bytes past `offset` to `out`. A file shorter than `offset` was started anew (a new

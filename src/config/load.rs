@@ -17,7 +17,7 @@ pub const DEFAULT_PATHS: [&str; 2] = ["./nightcrier.yaml", "/etc/nightcrier/nigh
 
 /// Top-level keys an environment override may start with; any other `NIGHTCRIER_*` variable
 /// (`NIGHTCRIER_CONFIG`, `NIGHTCRIER_TEST_*`...) is not configuration.
-const TOP_LEVEL_KEYS: [&str; 10] = [
+const TOP_LEVEL_KEYS: &[&str] = &[
     "database",
     "workspace_root",
     "limits",
@@ -28,6 +28,9 @@ const TOP_LEVEL_KEYS: [&str; 10] = [
     "agent",
     "http",
     "clusters",
+    // Were missing: NIGHTCRIER_NOTIFICATIONS__SLACK__WEBHOOK_URL was silently ignored.
+    "reporting",
+    "notifications",
 ];
 
 #[derive(Debug, thiserror::Error)]

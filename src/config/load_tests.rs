@@ -201,3 +201,56 @@ fn a_missing_explicit_file_is_an_error_naming_it() {
         .to_string();
     assert!(err.contains("/nonexistent/nc.yaml"), "{err}");
 }
+
+#[test]
+fn the_agent_tool_settings_load_and_are_validated_per_block() {
+    let text = r#"
+agent:
+  max_turns: 12
+  allowed_tools: [Read, Write]
+  additional_prompt: "Answer in French."
+  mcp_tools: false
+  kubectl: false
+  mcp_call_timeout: 5s
+clusters:
+  - name: a
+    mcp: { endpoint: "http://a/mcp" }
+    agent: { max_turns: 0, allowed_tools: ["Read Write"], mcp_max_result_bytes: 10, mcp_max_calls: 0 }
+"#;
+    let err = from_str_with_env(text, "nc.yaml", no_env()).unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &err else {
+        panic!("expected Invalid, got {err}");
+    };
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "clusters[0].agent.max_turns",
+            "clusters[0].agent.mcp_max_result_bytes",
+            "clusters[0].agent.mcp_max_calls",
+            "clusters[0].agent.allowed_tools",
+        ],
+        "{err}"
+    );
+
+    let ok = text.replace(
+        "agent: { max_turns: 0, allowed_tools: [\"Read Write\"], mcp_max_result_bytes: 10, mcp_max_calls: 0 }",
+        "agent: { preset: codex }",
+    );
+    let cfg = from_str_with_env(&ok, "nc.yaml", no_env()).unwrap().config;
+    assert_eq!(cfg.agent.max_turns, 12);
+    assert_eq!(
+        cfg.agent.allowed_tools,
+        Some(vec!["Read".into(), "Write".into()])
+    );
+    assert_eq!(
+        cfg.agent.additional_prompt.as_deref(),
+        Some("Answer in French.")
+    );
+    assert!(!cfg.agent.mcp_tools && !cfg.agent.kubectl);
+    assert_eq!(cfg.agent.mcp_call_timeout, Duration::from_secs(5));
+    // A cluster's block replaces the global one: its own defaults apply.
+    let cluster_agent = cfg.clusters[0].agent.as_ref().unwrap();
+    assert_eq!(cluster_agent.max_turns, 30);
+    assert!(cluster_agent.mcp_tools);
+}

@@ -16,7 +16,7 @@ pub use load::{
     from_str_with_env, load, ConfigError, LoadedConfig, DEFAULT_PATHS, ENV_PREFIX, ENV_SEPARATOR,
 };
 pub use model::*;
-pub use secret::{Secret, REDACTED};
+pub use secret::{redact_url, Secret, REDACTED};
 pub use validate::{is_valid_cluster_name, Problem};
 
 /// A database URL whose password never prints.
@@ -35,17 +35,7 @@ impl DatabaseUrl {
 
     /// The URL with any password replaced by `REDACTED`, safe for logs and errors.
     pub fn redacted(&self) -> String {
-        match url::Url::parse(&self.0) {
-            Ok(mut u) if u.password().is_some() => {
-                // set_password only fails for URLs that cannot carry one, which this one did.
-                let _ = u.set_password(Some("REDACTED"));
-                u.to_string()
-            }
-            Ok(_) => self.0.clone(),
-            // Unparseable: the password could be anywhere in it.
-            Err(_) if self.0.contains('@') => REDACTED.to_string(),
-            Err(_) => self.0.clone(),
-        }
+        secret::redact_url(&self.0)
     }
 }
 

@@ -109,6 +109,9 @@ pub struct IngestConfig {
     /// Faults held in memory between the MCP readers and the database writer. When full (the
     /// database is down for long), new faults are dropped and counted.
     pub buffer_capacity: usize,
+    /// Bytes of faults held in that buffer (each counted by its size); a fault that would go
+    /// over is dropped and counted like one over `buffer_capacity`.
+    pub buffer_bytes: usize,
     /// Most faults written in one transaction.
     pub batch_max: usize,
     /// How long the writer waits for a batch to fill before committing what it has.
@@ -123,6 +126,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             buffer_capacity: 100_000,
+            buffer_bytes: 256 * 1024 * 1024,
             batch_max: 500,
             batch_linger: Duration::from_millis(5),
             drain_timeout: Duration::from_secs(5),
@@ -250,6 +254,26 @@ pub struct AgentConfig {
     /// A report smaller than this counts as no report.
     pub min_report_bytes: u64,
     pub container: Option<ContainerConfig>,
+    /// The CLI's turn limit (claude `--max-turns`, gemini `model.maxSessionTurns`, goose
+    /// `--max-turns`; codex has none).
+    pub max_turns: u32,
+    /// Built-in tools offered to the agent, in the CLI's own names (claude: `Read`, `Bash`...;
+    /// gemini: `read_file`, `run_shell_command`...). `None`: the preset's default.
+    pub allowed_tools: Option<Vec<String>>,
+    /// Inline text appended to the built-in instructions of the prompt.
+    pub additional_prompt: Option<String>,
+    /// Offer the cluster's read-only MCP tools through nightcrier's per-run endpoint.
+    pub mcp_tools: bool,
+    /// Give the agent the cluster's kubeconfig (`KUBECONFIG`) for kubectl.
+    pub kubectl: bool,
+    /// Bound on one MCP tool call made by the agent (upstream call included).
+    #[serde(with = "humantime_serde")]
+    pub mcp_call_timeout: Duration,
+    /// Largest tool result handed to the agent; a larger one is an error telling it to narrow
+    /// the request.
+    pub mcp_max_result_bytes: usize,
+    /// MCP tool calls allowed per run; later calls are refused.
+    pub mcp_max_calls: u32,
 }
 
 impl Default for AgentConfig {
@@ -266,6 +290,14 @@ impl Default for AgentConfig {
             command: Vec::new(),
             min_report_bytes: 100,
             container: None,
+            max_turns: 30,
+            allowed_tools: None,
+            additional_prompt: None,
+            mcp_tools: true,
+            kubectl: true,
+            mcp_call_timeout: Duration::from_secs(30),
+            mcp_max_result_bytes: 256 * 1024,
+            mcp_max_calls: 200,
         }
     }
 }
@@ -275,14 +307,44 @@ impl Default for AgentConfig {
 pub struct HttpConfig {
     /// `host:port` for health, readiness and metrics; empty turns the endpoint off.
     pub listen: String,
+    /// Connections served at once; further clients wait in the kernel's accept queue, so idle
+    /// or slow clients cannot take every file descriptor.
+    pub max_connections: usize,
+    /// A client that has not sent a whole request head this long after connecting (or after
+    /// its previous response) is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Serve the incident pages (`/incidents...`); false leaves `/healthz`, `/readyz` and
+    /// `/metrics` only.
+    pub pages: bool,
+    /// Credentials the incident pages (and any write action) require; none by default.
+    pub auth: HttpAuthConfig,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9090".to_string(),
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
+            pages: true,
+            auth: HttpAuthConfig::default(),
         }
     }
+}
+
+/// Either or both schemes may be set; a request is let in when it satisfies one of them. A
+/// `*_file` is read at start (trailing newline removed) and wins over the inline value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpAuthConfig {
+    /// `Authorization: Bearer <token>`.
+    pub bearer_token: Option<Secret>,
+    pub bearer_token_file: Option<PathBuf>,
+    /// HTTP basic authentication (what a browser prompts for).
+    pub basic_username: Option<String>,
+    pub basic_password: Option<Secret>,
+    pub basic_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -299,6 +361,14 @@ pub struct ClusterConfig {
     /// What nightcrier reads from the cluster's MCP server before the agent starts.
     #[serde(default)]
     pub evidence: EvidenceConfig,
+    /// Free text such as `production` (the Go nightcrier's key): told to the agent, shown on
+    /// `/health/clusters`, in Slack messages and in the `environment` metrics label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Operator labels (`team: payments`): told to the agent and served on `/health/clusters`.
+    /// Not metric labels: their keys are unbounded (see `environment` for the bounded one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The evidence bundle gathered before each run (see `evidence`): bounds and the switch.
@@ -334,6 +404,7 @@ impl Default for EvidenceConfig {
 #[serde(deny_unknown_fields)]
 pub struct McpConfig {
     /// The server's Streamable HTTP endpoint, path included (`http://host:8080/mcp`).
+    #[serde(serialize_with = "super::secret::serialize_url")]
     pub endpoint: String,
     /// Sent with every request (e.g. `Authorization`). Values are secrets.
     #[serde(default)]
@@ -353,6 +424,18 @@ pub struct McpConfig {
     /// idle stream between events has no time limit.
     #[serde(default = "default_event_timeout", with = "humantime_serde")]
     pub event_timeout: Duration,
+    /// `events_subscribe` mode: `faults` (the server's fault detector) or `events` (Kubernetes
+    /// Warning events, see `mcp::events` for how they become incidents).
+    #[serde(default)]
+    pub subscribe_mode: SubscribeMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscribeMode {
+    #[default]
+    Faults,
+    Events,
 }
 
 fn default_max_event_bytes() -> usize {
@@ -377,6 +460,7 @@ impl McpConfig {
             request_timeout: default_request_timeout(),
             subscribe_timeout: default_subscribe_timeout(),
             event_timeout: default_event_timeout(),
+            subscribe_mode: SubscribeMode::default(),
         }
     }
 }
@@ -404,6 +488,7 @@ impl Default for TriageConfig {
 pub struct ReportingConfig {
     /// Public address of the HTTP endpoint, used in links (Slack messages); defaults to
     /// `http://<http.listen>`.
+    #[serde(serialize_with = "super::secret::serialize_opt_url")]
     pub base_url: Option<String>,
     /// How often the reporter looks for finished incidents not reported yet (it is also woken
     /// when a run finishes in this process).
@@ -431,13 +516,14 @@ impl Default for ReportingConfig {
 pub struct ArtifactsConfig {
     /// `s3://bucket/prefix`, `az://container/prefix`, `gs://bucket/prefix`, `file:///path` or
     /// `memory://` (needs the `object-storage` build feature).
+    #[serde(serialize_with = "super::secret::serialize_url")]
     pub url: String,
     /// Store options (`aws_access_key_id`, `azure_storage_account_key`...); values are secrets.
     /// Credentials also come from the usual environment variables.
     #[serde(default)]
     pub options: BTreeMap<String, Secret>,
     /// Public address of the uploaded files used in links, when the bucket is served over HTTP.
-    #[serde(default)]
+    #[serde(default, serialize_with = "super::secret::serialize_opt_url")]
     pub public_base_url: Option<String>,
 }
 

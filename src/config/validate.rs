@@ -48,9 +48,10 @@ impl Checker {
 }
 
 /// Valid cluster names: non-empty, `[A-Za-z0-9_.-]`, at most 63 characters (they end up in paths
-/// and metric labels).
+/// and metric labels), starting with a letter or digit: a leading `-` would be read as an option
+/// where `{cluster}` lands in an agent's argv, and a leading `.` makes hidden or relative paths.
 pub fn is_valid_cluster_name(name: &str) -> bool {
-    !name.is_empty()
+    name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.len() <= 63
         && name
             .chars()
@@ -99,6 +100,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
 
     ck.positive("ingest.buffer_capacity", c.ingest.buffer_capacity as u64);
     ck.positive("ingest.batch_max", c.ingest.batch_max as u64);
+    ck.positive("ingest.buffer_bytes", c.ingest.buffer_bytes as u64);
 
     let r = &c.reconnect;
     ck.nonzero("reconnect.initial_backoff", r.initial_backoff);
@@ -149,6 +151,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
     }
 
     check_reporting(&mut ck, c);
+    check_http_access(&mut ck, c);
 
     let mut seen = HashSet::new();
     for (i, cl) in c.clusters.iter().enumerate() {
@@ -157,7 +160,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
             ck.fail(
                 format!("{key}.name"),
                 format!(
-                    "{:?} is not a valid cluster name: use 1 to 63 characters from A-Z a-z 0-9 _ . -",
+                    "{:?} is not a valid cluster name: use 1 to 63 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit",
                     cl.name
                 ),
             );
@@ -172,7 +175,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
                 if u.path().ends_with('/') && u.path() != "/" {
                     ck.warnings.push(format!(
                         "{key}.mcp.endpoint: {} ends with '/'; the server serves /mcp exactly",
-                        cl.mcp.endpoint
+                        super::secret::redact_url(&cl.mcp.endpoint)
                     ));
                 }
             }
@@ -180,7 +183,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
                 format!("{key}.mcp.endpoint"),
                 format!(
                     "{:?} is not an http(s) URL like http://127.0.0.1:8080/mcp",
-                    cl.mcp.endpoint
+                    super::secret::redact_url(&cl.mcp.endpoint)
                 ),
             ),
         }
@@ -223,6 +226,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
         if let Some(agent) = &cl.agent {
             check_agent(&mut ck, &format!("{key}.agent"), agent);
         }
+        check_cluster_labels(&mut ck, &key, cl);
         if cl.triage.enabled {
             match &cl.triage.kubeconfig {
                 Some(p) if !p.is_file() => ck.warnings.push(format!(
@@ -252,7 +256,10 @@ fn check_reporting(ck: &mut Checker, c: &Config) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             _ => ck.fail(
                 "reporting.base_url",
-                format!("{base:?} is not an http(s) URL like https://nightcrier.example.com"),
+                format!(
+                    "{:?} is not an http(s) URL like https://nightcrier.example.com",
+                    super::secret::redact_url(base)
+                ),
             ),
         }
     }
@@ -272,7 +279,7 @@ fn check_reporting(ck: &mut Checker, c: &Config) {
                 "reporting.artifacts.url",
                 format!(
                     "{:?} is not an object-store URL like s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///path",
-                    a.url
+                    super::secret::redact_url(&a.url)
                 ),
             ),
         }
@@ -325,6 +332,35 @@ fn check_agent(ck: &mut Checker, key: &str, a: &AgentConfig) {
             );
         }
     }
+    ck.positive(&format!("{key}.max_turns"), a.max_turns.into());
+    ck.nonzero(&format!("{key}.mcp_call_timeout"), a.mcp_call_timeout);
+    if a.mcp_max_result_bytes < 1024 || a.mcp_max_result_bytes > 16 * 1024 * 1024 {
+        ck.fail(
+            format!("{key}.mcp_max_result_bytes"),
+            "must be between 1024 and 16777216",
+        );
+    }
+    ck.positive(&format!("{key}.mcp_max_calls"), a.mcp_max_calls.into());
+    if let Some(tools) = &a.allowed_tools {
+        if let Some(bad) = tools
+            .iter()
+            .find(|t| t.trim().is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            ck.fail(
+                format!("{key}.allowed_tools"),
+                format!("{bad:?} is not a tool name"),
+            );
+        }
+    }
+    if a.additional_prompt
+        .as_ref()
+        .is_some_and(|p| p.len() > 64 * 1024)
+    {
+        ck.fail(
+            format!("{key}.additional_prompt"),
+            "is longer than 65536 bytes",
+        );
+    }
     if let Some(p) = &a.system_prompt_file {
         if !p.is_file() {
             ck.warnings.push(format!(
@@ -333,4 +369,76 @@ fn check_agent(ck: &mut Checker, key: &str, a: &AgentConfig) {
             ));
         }
     }
+}
+
+/// Bounds on `environment` and `labels`: they reach the prompt, Slack, `/health/clusters` and
+/// (environment only) a metrics label, so they stay short, printable and few.
+pub const MAX_CLUSTER_LABELS: usize = 32;
+const MAX_LABEL_KEY_CHARS: usize = 63;
+const MAX_LABEL_VALUE_CHARS: usize = 256;
+
+fn check_cluster_labels(ck: &mut Checker, key: &str, cl: &super::ClusterConfig) {
+    if let Some(env) = &cl.environment {
+        if !is_valid_cluster_name(env) {
+            ck.fail(
+                format!("{key}.environment"),
+                format!("{env:?} is not a valid environment: use 1 to 63 characters from A-Z a-z 0-9 _ . -"),
+            );
+        }
+    }
+    if cl.labels.len() > MAX_CLUSTER_LABELS {
+        ck.fail(
+            format!("{key}.labels"),
+            format!(
+                "{} labels; at most {MAX_CLUSTER_LABELS} are allowed",
+                cl.labels.len()
+            ),
+        );
+    }
+    for (k, v) in &cl.labels {
+        if !is_valid_cluster_name(k) || k.chars().count() > MAX_LABEL_KEY_CHARS {
+            ck.fail(
+                format!("{key}.labels"),
+                format!(
+                    "label name {k:?} is not valid: use 1 to 63 characters from A-Z a-z 0-9 _ . -"
+                ),
+            );
+        }
+        if v.chars().count() > MAX_LABEL_VALUE_CHARS || v.chars().any(char::is_control) {
+            ck.fail(
+                format!("{key}.labels.{k}"),
+                format!(
+                    "must be at most {MAX_LABEL_VALUE_CHARS} characters without control characters"
+                ),
+            );
+        }
+    }
+}
+/// Connection bounds and who may see the incident pages (`http.*`).
+fn check_http_access(ck: &mut Checker, c: &Config) {
+    let h = &c.http;
+    ck.positive("http.max_connections", h.max_connections as u64);
+    ck.nonzero("http.header_read_timeout", h.header_read_timeout);
+    let a = &h.auth;
+    let has_password = a.basic_password.is_some() || a.basic_password_file.is_some();
+    if a.basic_username.is_some() != has_password {
+        ck.fail(
+            "http.auth.basic_username",
+            "basic authentication needs both basic_username and basic_password (or basic_password_file)",
+        );
+    }
+    let has_auth = a.bearer_token.is_some() || a.bearer_token_file.is_some() || has_password;
+    let listen = h.listen.trim();
+    if h.pages && !has_auth && !listen.is_empty() && !is_loopback(listen) {
+        ck.warnings.push(format!(
+            "http.listen {listen} is not a loopback address and the incident pages (agent logs, reports) have no authentication: set http.auth, or http.pages: false to serve only /healthz, /readyz and /metrics"
+        ));
+    }
+}
+
+/// Whether `listen` (`host:port`) only accepts connections from this machine.
+fn is_loopback(listen: &str) -> bool {
+    listen
+        .parse::<SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())
 }

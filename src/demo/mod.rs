@@ -83,6 +83,8 @@ pub fn demo_config(args: &DemoArgs, dir: &Path, exe: &Path, endpoints: &[String]
             triage: TriageConfig::default(),
             agent: None,
             evidence: Default::default(),
+            environment: None,
+            labels: Default::default(),
         })
         .collect();
     c

@@ -4,11 +4,15 @@
 //! mutate state without authentication (nothing here mutates at all) and must not decide what
 //! is healthy: it reads [`crate::health`] and pings the store.
 
+mod go_health;
+mod access;
 mod incidents;
 mod routes;
+mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,11 +20,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::HttpConfig;
+use crate::config::{ClusterConfig, HttpConfig};
 use crate::health::Health;
 use crate::store::Store;
 
+pub use go_health::{build as go_cluster_health, go_status};
+pub use access::{Access, AccessError};
 pub use routes::router;
+pub use serve::ConnLimits;
 
 /// After shutdown is requested, how long open connections may take to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -39,6 +46,8 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 /// What the handlers read. Cheap to clone.
@@ -51,6 +60,12 @@ pub struct HttpState {
     pub ping_timeout: Duration,
     /// Where the incident pages read workspaces from (`workspace_root`).
     pub workspace_root: PathBuf,
+    /// The configured clusters (labels, triage) for `/health/clusters`; shared, as the state is
+    /// cloned for every request.
+    pub clusters: Arc<Vec<ClusterConfig>>,
+    /// Who may see the incident pages, and whether they are served at all (`http.auth`,
+    /// `http.pages`).
+    pub access: std::sync::Arc<Access>,
 }
 
 impl HttpState {
@@ -61,7 +76,21 @@ impl HttpState {
             metrics,
             ping_timeout: crate::health::DEFAULT_PING_TIMEOUT,
             workspace_root: crate::config::Config::default().workspace_root,
+            clusters: Arc::default(),
+            access: std::sync::Arc::new(Access::open()),
         }
+    }
+
+    /// The clusters `/health/clusters` reports on.
+    pub fn with_clusters(mut self, clusters: Vec<ClusterConfig>) -> Self {
+        self.clusters = Arc::new(clusters);
+        self
+    }
+
+    /// Pages served and their credentials (`http.pages`, `http.auth`).
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = std::sync::Arc::new(access);
+        self
     }
 
     /// The incident pages serve files of `<root>/<incident-id>/` only.
@@ -77,6 +106,7 @@ pub struct HttpServer {
     listener: TcpListener,
     addr: SocketAddr,
     router: Router,
+    limits: ConnLimits,
 }
 
 impl HttpServer {
@@ -88,11 +118,23 @@ impl HttpServer {
         };
         let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
+        let defaults = HttpConfig::default();
         Ok(Self {
             listener,
             addr,
             router: router(state),
+            limits: ConnLimits {
+                max_connections: defaults.max_connections,
+                header_read_timeout: defaults.header_read_timeout,
+            },
         })
+    }
+
+    /// Other connection bounds than the defaults of `http.max_connections` and
+    /// `http.header_read_timeout`.
+    pub fn with_limits(mut self, limits: ConnLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Binds `http.listen`; `None` when it is empty (the endpoint is turned off).
@@ -104,7 +146,13 @@ impl HttpServer {
         if listen.is_empty() {
             return Ok(None);
         }
-        Self::bind(listen, state).await.map(Some)
+        // A non-loopback listener without auth is warned about by the configuration check.
+        let access = Access::from_config(cfg)?;
+        let server = Self::bind(listen, state.with_access(access)).await?;
+        Ok(Some(server.with_limits(ConnLimits {
+            max_connections: cfg.max_connections,
+            header_read_timeout: cfg.header_read_timeout,
+        })))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -116,16 +164,14 @@ impl HttpServer {
     pub async fn run(self, token: CancellationToken) -> Result<(), HttpError> {
         let addr = self.addr;
         tracing::debug!(%addr, "http endpoint listening");
-        let serve = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(token.clone().cancelled_owned());
-        let serve = std::future::IntoFuture::into_future(serve);
+        let serve = serve::serve(self.listener, self.router, self.limits, token.clone());
         tokio::pin!(serve);
         let grace_over = async {
             token.cancelled().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
         tokio::select! {
-            r = &mut serve => r.map_err(|source| HttpError::Serve { addr, source }),
+            () = &mut serve => Ok(()),
             _ = grace_over => {
                 tracing::warn!(%addr, "http connections still open after the shutdown grace; closing them");
                 Ok(())

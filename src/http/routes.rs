@@ -18,7 +18,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(super::incidents::routes())
+        .merge(super::access::pages(&state))
+        .merge(super::go_health::routes())
         .with_state(state)
 }
 

@@ -5,7 +5,9 @@
 //! not know about agents, and its sending side must never wait: a reader that waits stalls fault
 //! detection on the server for every client.
 //!
-//! The buffer bound covers every fault received and not yet written — those in the channel and
+//! The buffer is bounded in faults (`buffer_capacity`) and in bytes (`buffer_bytes`, each fault
+//! counted by [`ReceivedFault::size_bytes`] after [`ReceivedFault::bounded`] cut its texts).
+//! The count bound covers every fault received and not yet written — those in the channel and
 //! the batch the writer holds while the database is down — so `buffer_capacity` is exact: the
 //! fault that would make it `capacity + 1` is the one dropped. The writer is a single task, so
 //! faults reach the database in arrival order, per cluster and overall, across outages.
@@ -18,10 +20,11 @@
 //! ```
 
 mod drops;
+pub mod spill;
 mod writer;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
@@ -37,7 +40,7 @@ pub use writer::{IngestWriter, StepReport, WriterOptions};
 
 /// The channel sized by `ingest.buffer_capacity` and a writer configured by `ingest.*`.
 pub fn build(cfg: &IngestConfig, store: Store, health: Health) -> (IngestSender, IngestWriter) {
-    let (sender, receiver) = channel(cfg.buffer_capacity);
+    let (sender, receiver) = channel_bounded(cfg.buffer_capacity, cfg.buffer_bytes);
     let writer = IngestWriter::new(receiver, store, health, WriterOptions::from_config(cfg));
     (sender, writer)
 }
@@ -45,11 +48,19 @@ pub fn build(cfg: &IngestConfig, store: Store, health: Health) -> (IngestSender,
 /// The channel's two ends: readers offer, one [`IngestWriter`] at a time consumes.
 /// `capacity` (`ingest.buffer_capacity`) is at least 1.
 pub fn channel(capacity: usize) -> (IngestSender, IngestReceiver) {
+    channel_bounded(capacity, IngestConfig::default().buffer_bytes)
+}
+
+/// [`channel`] that also holds at most `max_bytes` of faults (`ingest.buffer_bytes`).
+pub fn channel_bounded(capacity: usize, max_bytes: usize) -> (IngestSender, IngestReceiver) {
     let capacity = capacity.max(1);
     let (tx, rx) = mpsc::channel(capacity);
     let shared = Arc::new(Shared {
         capacity,
         depth: AtomicUsize::new(0),
+        max_bytes: max_bytes.max(1),
+        bytes: AtomicUsize::new(0),
+        corrupt: AtomicBool::new(false),
         depth_gauge: metrics::gauge!(names::INGEST_BUFFER_DEPTH),
         states: Mutex::new(HashMap::new()),
         drops: drops::DropLog::new(capacity),
@@ -77,6 +88,13 @@ struct Shared {
     capacity: usize,
     /// Faults received and not yet written or rejected: the channel plus the writer's batch.
     depth: AtomicUsize,
+    /// `ingest.buffer_bytes`.
+    max_bytes: usize,
+    /// Bytes of the faults counted in `depth` ([`ReceivedFault::size_bytes`]).
+    bytes: AtomicUsize,
+    /// Set once the database was found corrupt: from then on the writer spills instead of
+    /// writing (here, not in the writer, so a restarted writer keeps spilling).
+    corrupt: AtomicBool,
     /// Registered once so that updating it per offer is one atomic store, not a registry lookup.
     /// (It is a no-op handle when no recorder was installed before [`channel`].)
     depth_gauge: metrics::Gauge,
@@ -91,8 +109,11 @@ impl Shared {
         self.depth.load(Ordering::Acquire)
     }
 
-    /// `n` faults left the buffer (written, or rejected by the database).
-    fn release(&self, n: usize) {
+    /// `faults` left the buffer (written, or rejected by the database).
+    fn release(&self, faults: &[ReceivedFault]) {
+        let n = faults.len();
+        let bytes: usize = faults.iter().map(ReceivedFault::size_bytes).sum();
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
         let before = self.depth.fetch_sub(n, Ordering::AcqRel);
         self.depth_gauge.set(before.saturating_sub(n) as f64);
     }
@@ -121,12 +142,27 @@ pub struct IngestSender {
 impl IngestSender {
     /// Queues a fault without waiting. When the buffer is full the fault is dropped, counted in
     /// `nightcrier_events_dropped_total{cluster}` and logged (rate-limited); returns false then.
+    ///
+    /// Texts over their bounds are cut first ([`ReceivedFault::bounded`]); a fault that would
+    /// take the buffer over `ingest.buffer_bytes` is dropped the same way (a fault alone in the
+    /// buffer is always taken, so a small setting cannot stop ingestion).
     pub fn offer(&self, fault: ReceivedFault) -> bool {
+        let fault = fault.bounded();
+        let size = fault.size_bytes();
         let shared = &self.shared;
         let before = shared.depth.fetch_add(1, Ordering::AcqRel);
         if before >= shared.capacity {
             shared.depth.fetch_sub(1, Ordering::AcqRel);
             shared.drops.record(&fault.cluster, "ingest buffer full");
+            return false;
+        }
+        let bytes_before = shared.bytes.fetch_add(size, Ordering::AcqRel);
+        if bytes_before > 0 && bytes_before + size > shared.max_bytes {
+            shared.bytes.fetch_sub(size, Ordering::AcqRel);
+            shared.depth.fetch_sub(1, Ordering::AcqRel);
+            shared
+                .drops
+                .record(&fault.cluster, "ingest buffer bytes full");
             return false;
         }
         match self.tx.try_send(fault) {
@@ -137,6 +173,7 @@ impl IngestSender {
             // Full cannot happen while `depth` bounds the channel; Closed means the writer's
             // inbox is gone (process shutting down). Either way the fault is not kept.
             Err(e) => {
+                shared.bytes.fetch_sub(size, Ordering::AcqRel);
                 shared.depth.fetch_sub(1, Ordering::AcqRel);
                 let reason = match e {
                     mpsc::error::TrySendError::Full(_) => "ingest buffer full",
@@ -166,6 +203,11 @@ impl IngestSender {
 
     pub fn capacity(&self) -> usize {
         self.shared.capacity
+    }
+
+    /// Bytes of the faults received and not yet written.
+    pub fn buffered_bytes(&self) -> usize {
+        self.shared.bytes.load(Ordering::Acquire)
     }
 
     /// Faults dropped since start because the buffer was full.

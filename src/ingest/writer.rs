@@ -37,6 +37,8 @@ pub struct WriterOptions {
     /// Attempts at one fault the database rejects as bad data (a constraint may be a race with
     /// another process, so it gets a second chance) before that fault is dropped.
     pub reject_after: u32,
+    /// Where faults go once the database is found corrupt; without one they are dropped then.
+    pub spill: Option<super::spill::SpillFile>,
 }
 
 impl WriterOptions {
@@ -53,6 +55,7 @@ impl WriterOptions {
             state_flush_interval: Self::DEFAULT_STATE_FLUSH_INTERVAL,
             drain_timeout: cfg.drain_timeout,
             reject_after: 2,
+            spill: None,
         }
     }
 }
@@ -148,7 +151,11 @@ impl IngestWriter {
             } else {
                 true
             };
-            if !inbox.held.is_empty() && !self.commit_held(&mut inbox, Stop::Cancel(&token)).await {
+            if self.is_corrupt() {
+                self.spill_held(&mut inbox);
+            } else if !inbox.held.is_empty()
+                && !self.commit_held(&mut inbox, Stop::Cancel(&token)).await
+            {
                 break;
             }
             if last_state_flush.elapsed() >= self.opts.state_flush_interval {
@@ -203,7 +210,7 @@ impl IngestWriter {
                 .drops
                 .record(&f.cluster, "writer panicked on it");
         }
-        self.finish(inbox, lost.len());
+        self.finish(inbox, &lost);
     }
 
     /// Moves faults from the channel into the (empty) held batch: waits for the first one (at
@@ -251,7 +258,12 @@ impl IngestWriter {
         let deadline = Instant::now() + self.opts.drain_timeout;
         loop {
             take_available(inbox, self.opts.batch_max);
-            if inbox.held.is_empty() || !self.commit_held(inbox, Stop::Deadline(deadline)).await {
+            if inbox.held.is_empty() {
+                break;
+            }
+            if self.is_corrupt() {
+                self.spill_held(inbox);
+            } else if !self.commit_held(inbox, Stop::Deadline(deadline)).await {
                 break;
             }
         }
@@ -265,6 +277,60 @@ impl IngestWriter {
             );
         }
         self.shared().drops.flush(true);
+    }
+}
+
+impl IngestWriter {
+    fn is_corrupt(&self) -> bool {
+        self.shared()
+            .corrupt
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The database said it is corrupt: stop writing to it for the rest of this process, say
+    /// so once, and mark ingest degraded (so `/readyz` fails with the reason).
+    pub(super) fn on_corrupt(&self, e: &crate::store::StoreError) {
+        let first = !self
+            .shared()
+            .corrupt
+            .swap(true, std::sync::atomic::Ordering::AcqRel);
+        if first {
+            self.health
+                .set_ingest_degraded(&format!("database corrupt: {e}"));
+            metrics::gauge!(names::INGEST_DEGRADED).set(1.0);
+            tracing::error!(
+                error = %e,
+                spill = %self.opts.spill.as_ref().map_or_else(|| "none".to_string(), |s| s.path().display().to_string()),
+                "database corrupt: ingest stops writing to it; received faults go to the spill file, which the next start re-ingests"
+            );
+        }
+    }
+
+    /// Moves the held batch to the spill file (what does not fit is dropped and counted).
+    pub(super) fn spill_held(&self, inbox: &mut InboxLease) {
+        let batch = std::mem::take(&mut inbox.held);
+        if batch.is_empty() {
+            return;
+        }
+        let written = match &self.opts.spill {
+            Some(spill) => match spill.append(&batch) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, faults = batch.len(), "cannot spill faults");
+                    0
+                }
+            },
+            None => 0,
+        };
+        for f in &batch[written..] {
+            self.shared()
+                .drops
+                .record(&f.cluster, "database corrupt, spill file full");
+        }
+        if written > 0 {
+            tracing::info!(faults = written, "faults spilled (database corrupt)");
+        }
+        self.finish(inbox, &batch);
     }
 }
 

@@ -38,16 +38,30 @@ pub(crate) async fn check_status(what: &'static str, resp: Response) -> Result<R
     if status == StatusCode::NOT_FOUND {
         return Err(McpError::SessionLost { what });
     }
-    let body = resp.text().await.unwrap_or_default();
-    let mut end = body.len().min(ERROR_BODY_BYTES);
-    while !body.is_char_boundary(end) {
-        end -= 1;
-    }
     Err(McpError::Http {
         what,
         status: status.as_u16(),
-        body: body[..end].trim().to_string(),
+        body: error_body_head(resp).await,
     })
+}
+
+/// The first [`ERROR_BODY_BYTES`] of an error body. Only that much is read: a hostile server's
+/// body may be gigabytes long, and dropping the response closes the connection instead of
+/// draining it.
+async fn error_body_head(mut resp: Response) -> String {
+    let mut head = Vec::with_capacity(ERROR_BODY_BYTES);
+    while head.len() < ERROR_BODY_BYTES {
+        match resp.chunk().await {
+            Ok(Some(bytes)) => {
+                let take = bytes.len().min(ERROR_BODY_BYTES - head.len());
+                head.extend_from_slice(&bytes[..take]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    // A cut through a multi-byte character leaves a partial sequence: drop it, not the text.
+    let text = String::from_utf8_lossy(&head);
+    text.trim_end_matches('\u{FFFD}').trim().to_string()
 }
 
 pub(crate) fn is_sse(resp: &Response) -> bool {

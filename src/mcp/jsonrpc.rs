@@ -158,6 +158,7 @@ pub fn classify(data: &str) -> Incoming {
     match params.get("logger").and_then(Value::as_str) {
         Some(LOGGER_FAULTS) => classify_fault(params.get("data")),
         Some(LOGGER_SUBSCRIPTION_ERROR) => classify_subscription_error(params.get("data")),
+        Some(super::events::LOGGER_EVENTS) => super::events::classify_event(params.get("data")),
         _ => Incoming::Ignored,
     }
 }

@@ -23,6 +23,7 @@
 //! restarts), `sink` (the hand-off trait and the connection figures).
 
 pub mod error;
+pub mod events;
 mod exchange;
 pub mod fleet;
 pub mod jsonrpc;

@@ -52,18 +52,20 @@ pub struct SessionOptions {
     pub max_event_bytes: usize,
     /// How long one SSE event may stay unfinished (`mcp.event_timeout`).
     pub event_timeout: Duration,
+    /// `mcp.subscribe_mode`.
+    pub subscribe_mode: crate::config::SubscribeMode,
 }
 
 impl SessionOptions {
     pub fn from_config(cfg: &McpConfig) -> Result<Self, McpError> {
         let endpoint =
             reqwest::Url::parse(&cfg.endpoint).map_err(|e| McpError::InvalidEndpoint {
-                endpoint: cfg.endpoint.clone(),
+                endpoint: crate::config::redact_url(&cfg.endpoint),
                 reason: e.to_string(),
             })?;
         if !matches!(endpoint.scheme(), "http" | "https") {
             return Err(McpError::InvalidEndpoint {
-                endpoint: cfg.endpoint.clone(),
+                endpoint: crate::config::redact_url(&cfg.endpoint),
                 reason: "scheme must be http or https".into(),
             });
         }
@@ -86,6 +88,7 @@ impl SessionOptions {
             subscribe_timeout: cfg.subscribe_timeout,
             event_timeout: cfg.event_timeout,
             max_event_bytes: cfg.max_event_bytes,
+            subscribe_mode: cfg.subscribe_mode,
         })
     }
 }
@@ -350,7 +353,11 @@ impl Session {
     pub async fn subscribe_faults(&self) -> Result<String, McpError> {
         let tool = "events_subscribe";
         let r = self
-            .call_tool(tool, json!({"mode": "faults"}), self.opts.subscribe_timeout)
+            .call_tool(
+                tool,
+                super::events::subscribe_args(self.opts.subscribe_mode),
+                self.opts.subscribe_timeout,
+            )
             .await
             .map_err(|e| match e {
                 McpError::Timeout { after, .. } => McpError::Timeout { what: tool, after },

@@ -59,7 +59,7 @@ impl ArtifactStore {
     /// From `reporting.artifacts` (`s3://bucket/prefix` and the usual credential variables).
     pub fn from_config(cfg: &ArtifactsConfig) -> Result<Self, ArtifactError> {
         let bad = |message: String| ArtifactError::Config {
-            url: cfg.url.clone(),
+            url: crate::config::redact_url(&cfg.url),
             message,
         };
         let url = Url::parse(&cfg.url).map_err(|e| bad(e.to_string()))?;

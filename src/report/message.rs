@@ -112,6 +112,26 @@ pub fn success(i: &Incident, summary: &Summary, links: &Links) -> Value {
     json!({ "text": escape(&text), "blocks": blocks })
 }
 
+/// Appends the cluster's `environment` and `labels` (operator configuration) as a context line.
+pub fn add_cluster_context(msg: &mut Value, pairs: &[(String, String)]) {
+    if pairs.is_empty() {
+        return;
+    }
+    let line = pairs
+        .iter()
+        .map(|(k, v)| format!("*{}:* {}", escape(k), escape(v)))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    if let Some(blocks) = msg.get_mut("blocks").and_then(Value::as_array_mut) {
+        // After the header and the fields.
+        let at = blocks.len().min(2);
+        blocks.insert(
+            at,
+            json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": line }] }),
+        );
+    }
+}
+
 pub fn degraded(consecutive: u32, last: &[FailedRun], base_url: Option<&str>) -> Value {
     let text = format!(
         "Triage degraded: the last {consecutive} agent runs failed. No per-incident messages until a run succeeds."
@@ -158,4 +178,28 @@ pub fn recovered(failures: u32, i: &Incident) -> Value {
             { "type": "section", "text": { "type": "mrkdwn", "text": format!(":white_check_mark: {}", escape(&text)) } },
         ]
     })
+}
+
+#[cfg(test)]
+mod cluster_context_tests {
+    use super::*;
+
+    #[test]
+    fn environment_and_labels_become_one_escaped_context_line() {
+        let mut msg = json!({"text": "t", "blocks": [{"type": "header"}, {"type": "section"}, {"type": "section"}]});
+        add_cluster_context(
+            &mut msg,
+            &[
+                ("environment".into(), "prod".into()),
+                ("team".into(), "a<b".into()),
+            ],
+        );
+        let blocks = msg["blocks"].as_array().unwrap();
+        assert_eq!(blocks.len(), 4);
+        assert_eq!(blocks[2]["type"], "context");
+        assert_eq!(
+            blocks[2]["elements"][0]["text"],
+            "*environment:* prod · *team:* a&lt;b"
+        );
+    }
 }

@@ -88,6 +88,8 @@ pub struct Reporter {
     #[cfg(feature = "object-storage")]
     artifacts: Option<super::artifacts::ArtifactStore>,
     breaker: Breaker,
+    /// Each cluster's `environment` and `labels`, shown in its Slack messages.
+    cluster_context: std::collections::HashMap<String, Vec<(String, String)>>,
 }
 
 impl Reporter {
@@ -100,13 +102,31 @@ impl Reporter {
             #[cfg(feature = "object-storage")]
             artifacts: None,
             breaker,
+            cluster_context: Default::default(),
         }
+    }
+
+    /// Shows each cluster's `environment` and `labels` in its success messages.
+    pub fn with_cluster_context(mut self, clusters: &[crate::config::ClusterConfig]) -> Self {
+        self.cluster_context = clusters
+            .iter()
+            .map(|c| {
+                let env = c
+                    .environment
+                    .iter()
+                    .map(|e| ("environment".to_string(), e.clone()));
+                let labels = c.labels.iter().map(|(k, v)| (k.clone(), v.clone()));
+                (c.name.clone(), env.chain(labels).collect())
+            })
+            .collect();
+        self
     }
 
     /// From `reporting.*` and `notifications.*`.
     pub fn from_config(store: Store, c: &Config) -> Result<Self, ReportError> {
         #[allow(unused_mut)]
-        let mut r = Self::new(store, ReporterSettings::from_config(c));
+        let mut r =
+            Self::new(store, ReporterSettings::from_config(c)).with_cluster_context(&c.clusters);
         if let Some(slack) = &c.notifications.slack {
             r = r.with_slack(SlackNotifier::from_config(slack)?);
         }
@@ -251,13 +271,11 @@ impl Reporter {
             )
             .await;
         }
-        self.notify(
-            "success",
-            incident,
-            &message::success(incident, &summary, &links),
-            counts,
-        )
-        .await;
+        let mut msg = message::success(incident, &summary, &links);
+        if let Some(pairs) = self.cluster_context.get(&incident.cluster) {
+            message::add_cluster_context(&mut msg, pairs);
+        }
+        self.notify("success", incident, &msg, counts).await;
         Ok(true)
     }
 

@@ -17,6 +17,7 @@
 //! This module must not be used by production paths: it exists to be talked to.
 
 mod cli;
+mod events;
 mod http;
 mod scenarios;
 mod state;

@@ -263,6 +263,7 @@ impl SimState {
         let now = Instant::now();
         let period = self.cfg.reemit_every;
         let warning = level_rank("warning").unwrap_or(3);
+        let info = level_rank("info").unwrap_or(1);
         let mut deliveries = Vec::new();
         {
             let mut guard = self.lock();
@@ -276,6 +277,32 @@ impl SimState {
                     .cloned();
                 // Without setLevel the server drops the notification silently.
                 let level_ok = session.level.is_some_and(|l| l <= warning);
+                // Events mode: every occurrence is forwarded as a Warning event (no 15-minute
+                // deduplication there; Kubernetes aggregates events itself).
+                if let Some(tx) = open
+                    .as_ref()
+                    .filter(|_| session.level.is_some_and(|l| l <= info))
+                {
+                    for sub in session
+                        .subs
+                        .iter()
+                        .filter(|s| s.mode == "events" && !s.degraded)
+                    {
+                        if super::events::wanted(&sub.filters, spec) {
+                            let data = super::events::event_data(spec, cluster, &sub.id);
+                            deliveries.push(Delivery {
+                                tx: tx.clone(),
+                                frame: frame(&log_notification(
+                                    "info",
+                                    super::events::LOGGER,
+                                    data,
+                                )),
+                                session: sid.clone(),
+                                sub: sub.id.clone(),
+                            });
+                        }
+                    }
+                }
                 let mut deliver = |sub: &Subscription| {
                     if let Some(tx) = &open {
                         let data = serde_json::to_value(spec.to_fault(cluster, &sub.id))

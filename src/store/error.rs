@@ -22,6 +22,12 @@ pub enum StoreError {
     },
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database is the Go nightcrier's (same default path, an `incidents` table of its own).
+    #[error("this database holds the Go nightcrier's tables (fault_events, incidents, agent_executions), not nightcrier's: nothing was changed. Point database.url at another file or database, and bring the Go incidents over with `nightcrier migrate --import-go <the Go file>`")]
+    GoSchema,
+    /// Found at start: nightcrier must write (faults, leases), so it refuses to run.
+    #[error("the database is read-only ({0}); nightcrier needs to write to it")]
+    ReadOnly(String),
 }
 
 /// SQLite primary result codes (the low byte of an extended code) that mean "try again later".
@@ -39,6 +45,34 @@ impl StoreError {
                 sqlx::migrate::MigrateError::Execute(source)
                 | sqlx::migrate::MigrateError::ExecuteMigration(source, _),
             ) => sqlx_unavailable(source),
+            _ => false,
+        }
+    }
+
+    /// True when the database says its file or pages are damaged (SQLite `SQLITE_CORRUPT`,
+    /// `SQLITE_NOTADB`; PostgreSQL `XX001`, `XX002`): retrying cannot help, and writes must stop.
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            StoreError::Database { source, .. } => source
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|code| corrupt_code(&code)),
+            _ => false,
+        }
+    }
+
+    /// True when the database refused a write because it is read-only (SQLite
+    /// `SQLITE_READONLY`, PostgreSQL `25006`).
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            StoreError::ReadOnly(_) => true,
+            StoreError::Database { source, .. } => source
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|code| {
+                    code == "25006"
+                        || (code.len() < 5 && code.parse::<i64>().is_ok_and(|n| n & 0xff == 8))
+                }),
             _ => false,
         }
     }
@@ -81,6 +115,18 @@ fn unavailable_code(code: &str) -> bool {
         primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_CANTOPEN
     })
 }
+
+/// See [`StoreError::is_corrupt`]; codes as in [`unavailable_code`].
+fn corrupt_code(code: &str) -> bool {
+    if code.len() == 5 {
+        return code == "XX001" || code == "XX002";
+    }
+    code.parse::<i64>()
+        .is_ok_and(|n| matches!(n & 0xff, SQLITE_CORRUPT | SQLITE_NOTADB))
+}
+
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_NOTADB: i64 = 26;
 
 #[cfg(test)]
 mod tests {

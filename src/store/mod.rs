@@ -37,12 +37,14 @@ use crate::incident::{
 
 mod batch;
 mod error;
+mod goschema;
 mod ids;
 mod postgres;
 mod sqlite;
 mod time;
 
 pub use error::StoreError;
+pub use goschema::{parse_go_time, read_go_sqlite, GoImportSummary, GoIncident};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -176,6 +178,14 @@ impl std::fmt::Debug for Store {
 mod reporting;
 pub use reporting::MAX_UNREPORTED_LIMIT;
 
+/// The database file of a `sqlite:` URL; `None` for PostgreSQL and in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    sqlite::file_of(url).filter(|p| !p.as_os_str().is_empty() && p.as_os_str() != ":memory:")
+}
+
 impl Store {
     /// Opens the pool (creating a SQLite file and its parent directory) and applies migrations.
     pub async fn connect(opts: StoreOptions) -> Result<Store> {
@@ -210,6 +220,7 @@ impl Store {
 
     /// Applies pending migrations; idempotent.
     pub async fn migrate(&self) -> Result<()> {
+        self.refuse_go_schema().await?;
         match &self.inner.backend {
             Backend::Sqlite(pool) => {
                 // sqlx takes no lock around SQLite migrations: when two processes migrate a new
@@ -242,6 +253,13 @@ impl Store {
     /// A trivial query: is the database reachable now?
     pub async fn ping(&self) -> Result<()> {
         dispatch!(self.ping())
+    }
+
+    /// Fails with [`StoreError::ReadOnly`] when the database can be read but not written (a
+    /// read-only file or mount, a PostgreSQL standby): checked at start, so the process does
+    /// not report ready and fail at the first write.
+    pub async fn check_writable(&self) -> Result<()> {
+        dispatch!(self.check_writable())
     }
 
     /// Records every fault (an occurrence row each) in one transaction, attaching it to an open

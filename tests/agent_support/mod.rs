@@ -44,6 +44,8 @@ pub fn cluster(name: &str, kubeconfig: Option<PathBuf>) -> ClusterConfig {
         },
         agent: None,
         evidence: Default::default(),
+        environment: None,
+        labels: Default::default(),
     }
 }
 

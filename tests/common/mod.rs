@@ -11,6 +11,7 @@
 //! There is no silent skip anywhere: without PostgreSQL, PostgreSQL tests panic with the reason.
 #![allow(dead_code)]
 
+pub mod gosqlite;
 pub mod pg;
 
 use std::path::Path;

@@ -103,6 +103,8 @@ pub fn cluster(name: &str, endpoint: &str) -> ClusterConfig {
         triage: TriageConfig::default(),
         agent: None,
         evidence: Default::default(),
+        environment: None,
+        labels: Default::default(),
     }
 }
 

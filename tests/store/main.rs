@@ -6,6 +6,7 @@ mod common;
 
 mod concurrency;
 mod conformance;
+mod gocompat;
 mod queue;
 mod reporting;
 mod specific;

@@ -34,6 +34,8 @@ enum Attempt {
     Recorded(Vec<Recorded>),
     /// The database refused the data itself; retrying the same slice cannot help.
     Rejected(StoreError),
+    /// The database is corrupt: nothing more is written to it.
+    Corrupt(StoreError),
     Stopped,
 }
 
@@ -52,17 +54,22 @@ impl IngestWriter {
             match self.attempt(&inbox.held, stop).await {
                 Attempt::Recorded(recorded) => {
                     let batch = std::mem::take(&mut inbox.held);
-                    self.finish(inbox, batch.len());
+                    self.finish(inbox, &batch);
                     report.add(self.report_recorded(&batch, &recorded));
                     return report;
                 }
                 Attempt::Stopped => return report,
+                Attempt::Corrupt(e) => {
+                    self.on_corrupt(&e);
+                    self.spill_held(inbox);
+                    return report;
+                }
                 // The store named the bad fault and wrote nothing: drop it, write the rest.
                 Attempt::Rejected(e @ StoreError::InvalidFault { index, .. })
                     if index < inbox.held.len() =>
                 {
                     let fault = inbox.held.remove(index);
-                    self.finish(inbox, 1);
+                    self.finish(inbox, std::slice::from_ref(&fault));
                     self.reject(&fault, &e);
                     report.rejected += 1;
                     if inbox.held.is_empty() {
@@ -77,7 +84,7 @@ impl IngestWriter {
                 }
                 Attempt::Rejected(e) => {
                     let batch = std::mem::take(&mut inbox.held);
-                    self.finish(inbox, batch.len());
+                    self.finish(inbox, &batch);
                     for fault in &batch {
                         self.reject(fault, &e);
                     }
@@ -95,8 +102,13 @@ impl IngestWriter {
             if matches!(outcome, Attempt::Stopped) {
                 break;
             }
+            if let Attempt::Corrupt(e) = &outcome {
+                self.on_corrupt(e);
+                self.spill_held(inbox);
+                break;
+            }
             let fault = inbox.held.remove(0);
-            self.finish(inbox, 1);
+            self.finish(inbox, std::slice::from_ref(&fault));
             match outcome {
                 Attempt::Recorded(r) => {
                     report.add(self.report_recorded(std::slice::from_ref(&fault), &r))
@@ -105,7 +117,7 @@ impl IngestWriter {
                     self.reject(&fault, &e);
                     report.rejected += 1;
                 }
-                Attempt::Stopped => {}
+                Attempt::Stopped | Attempt::Corrupt(_) => {}
             }
         }
         report
@@ -138,6 +150,7 @@ impl IngestWriter {
                     self.on_write_ok();
                     return Attempt::Recorded(recorded);
                 }
+                Err(e) if e.is_corrupt() => return Attempt::Corrupt(e),
                 Err(e) if rejects_data(&e) => {
                     data_errors += 1;
                     let deterministic = matches!(
@@ -248,10 +261,10 @@ impl IngestWriter {
         );
     }
 
-    /// `n` faults of the held batch are done with (written or rejected).
-    pub(super) fn finish(&self, inbox: &mut InboxLease, n: usize) {
+    /// `faults` of the held batch are done with (written or rejected).
+    pub(super) fn finish(&self, inbox: &mut InboxLease, faults: &[ReceivedFault]) {
         inbox.resumed_after_panic = 0;
-        self.shared().release(n);
+        self.shared().release(faults);
         // The burst is over once the writer keeps up again.
         self.shared().drops.flush(false);
     }

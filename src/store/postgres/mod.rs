@@ -81,6 +81,18 @@ pub(super) async fn ping(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
+/// See [`super::Store::check_writable`]: a standby or a read-only default refuses writes.
+pub(super) async fn check_writable(pool: &PgPool) -> Result<()> {
+    let read_only: String = sqlx::query_scalar("SELECT current_setting('transaction_read_only')")
+        .fetch_one(pool)
+        .await
+        .map_err(StoreError::db("checking that the database is writable"))?;
+    if read_only == "on" {
+        return Err(StoreError::ReadOnly("transaction_read_only is on".into()));
+    }
+    Ok(())
+}
+
 pub(super) async fn list(pool: &PgPool, filter: &ListFilter, limit: i64) -> Result<Vec<Incident>> {
     let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
         "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE TRUE"

@@ -21,16 +21,26 @@ use crate::config::DatabaseUrl;
 use crate::incident::{AgentRun, ConnectionState, FaultOccurrence, Incident};
 use rows::{INCIDENT_COLUMNS, RUN_COLUMNS};
 
+/// See [`super::sqlite_file`].
+pub(super) fn file_of(url: &str) -> Option<std::path::PathBuf> {
+    SqliteConnectOptions::from_str(url)
+        .ok()
+        .map(|o| o.get_filename().to_owned())
+}
+
 pub(super) async fn connect(url: &DatabaseUrl, opts: &StoreOptions) -> Result<SqlitePool> {
     let options = SqliteConnectOptions::from_str(url.expose())
         .map_err(|e| StoreError::InvalidInput(format!("bad SQLite URL {}: {e}", url.redacted())))?;
     let path = options.get_filename().to_owned();
+    // Before WAL mode is set, which would already change a Go nightcrier's file.
+    super::goschema::refuse_go_file(&path).await?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| StoreError::Database {
             context: "creating the SQLite file's directory",
             source: sqlx::Error::Io(e),
         })?;
     }
+    create_owner_only(&path)?;
     let options = options
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -54,6 +64,56 @@ pub(super) async fn connect(url: &DatabaseUrl, opts: &StoreOptions) -> Result<Sq
         .connect_with(options)
         .await
         .map_err(StoreError::db("opening the SQLite database"))
+}
+
+/// Creates a missing database file empty with mode 0600 before SQLite opens it: SQLite would
+/// create it with the umask's mode (often world-readable), and it creates `-wal` and `-shm`
+/// with the main file's mode. An existing file keeps its mode (the operator chose it).
+fn create_owner_only(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Database {
+            context: "creating the SQLite file",
+            source: sqlx::Error::Io(e),
+        }),
+    }
+}
+
+/// Fails with [`StoreError::ReadOnly`] when SQLite can only read the file (its mode, a
+/// read-only mount, `?mode=ro`): otherwise that shows only at the first write, after
+/// `/readyz` said ready. `BEGIN IMMEDIATE` takes the write lock, which a read-only database
+/// refuses; the rollback leaves nothing behind.
+pub(super) async fn check_writable(pool: &SqlitePool) -> Result<()> {
+    let mut tx = match begin(pool, "checking that the database is writable").await {
+        Ok(tx) => tx,
+        Err(e) if e.is_read_only() => return Err(StoreError::ReadOnly(e.to_string())),
+        Err(e) => return Err(e),
+    };
+    let probe = sqlx::query("CREATE TABLE nightcrier_write_check (x INTEGER)")
+        .execute(&mut *tx)
+        .await;
+    let _ = tx.rollback().await;
+    match probe {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let e = StoreError::db("checking that the database is writable")(e);
+            if e.is_read_only() {
+                Err(StoreError::ReadOnly(e.to_string()))
+            } else {
+                Err(e)
+            }
+        }
+    }
 }
 
 /// A writing transaction. `BEGIN IMMEDIATE` takes the write lock up front (waiting on the busy
