@@ -7,6 +7,9 @@
 //! `cargo bench --bench dispatch` (release). `NIGHTCRIER_BENCH_SAMPLES` sets the latency sample
 //! count (default 300), `NIGHTCRIER_BENCH_INCIDENTS` the throughput batch (default 500);
 //! `NIGHTCRIER_BENCH_BACKEND=postgres` runs it on a throwaway PostgreSQL server instead.
+//! `NIGHTCRIER_BENCH_EVIDENCE=1` gives the latency clusters a simulated kubernetes-mcp-server
+//! and evidence gathering (on by default in real configurations): the figure then includes the
+//! whole evidence bundle (three stages of tool calls) and the prompt sizes are printed.
 
 #[path = "../tests/common/pg.rs"]
 mod pg;
@@ -17,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use nightcrier::agent::{AgentRunner, RunReport};
-use nightcrier::config::{AgentPreset, Config};
+use nightcrier::config::{AgentPreset, ClusterConfig, Config, McpConfig};
 use nightcrier::fault::{fault_id, Fault, ReceivedFault, ResourceRef};
 use nightcrier::incident::{AgentRun, FaultOccurrence, Incident, IncidentStatus};
+use nightcrier::simulate::{FaultSpec, SimConfig, Simulator};
 use nightcrier::store::{Store, StoreOptions};
 use nightcrier::worker::{IncidentRunner, PoolSettings, WorkerPool};
 use tokio::sync::mpsc;
@@ -147,6 +151,29 @@ async fn main() {
         "agent".into(),
         "{report_file}".into(),
     ];
+    let evidence = std::env::var("NIGHTCRIER_BENCH_EVIDENCE").is_ok_and(|v| v == "1");
+    let sim = if evidence {
+        Some(
+            Simulator::start(SimConfig::default())
+                .await
+                .expect("simulator"),
+        )
+    } else {
+        None
+    };
+    if let Some(sim) = &sim {
+        config.clusters = (0..20)
+            .map(|c| ClusterConfig {
+                name: format!("lat-{c}"),
+                mcp: McpConfig::new(sim.endpoint()),
+                triage: Default::default(),
+                agent: None,
+                evidence: Default::default(),
+                environment: None,
+                labels: Default::default(),
+            })
+            .collect();
+    }
     let (tx, mut started) = mpsc::channel(4096);
     let runner = Arc::new(Timed {
         inner: AgentRunner::new(&config),
@@ -169,6 +196,28 @@ async fn main() {
     let mut writes = Vec::with_capacity(samples);
     for i in 0..samples + warmup {
         let f = fault(&format!("lat-{}", i % 20), &format!("lat-{i}"));
+        if let Some(sim) = &sim {
+            // The pod exists in the simulated cluster, crash-looping with a known cause.
+            sim.add_to_cluster(&FaultSpec {
+                fault_type: "CrashLoop".into(),
+                severity: "critical".into(),
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                name: format!("lat-{i}-7d9f8b6c5-x2k4q"),
+                namespace: Some("default".into()),
+                uid: format!("uid-lat-{i}"),
+                container: "app".into(),
+                context: String::new(),
+            });
+        }
+        let f = if sim.is_some() {
+            fault(
+                &format!("lat-{}", i % 20),
+                &format!("lat-{i}-7d9f8b6c5-x2k4q"),
+            )
+        } else {
+            f
+        };
         let t0 = Instant::now();
         let rec = store.record_faults(&[f]).await.expect("record");
         let wrote = t0.elapsed();
@@ -200,6 +249,26 @@ async fn main() {
         ms(percentile(&writes, 0.5)),
         ms(percentile(&writes, 0.99)),
     );
+
+    // Prompt sizes of the latency samples (with evidence: the bundle's summary is in them).
+    let mut prompt_bytes: Vec<u64> = std::fs::read_dir(dir.path().join("incidents"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::metadata(e.path().join("prompt.md")).ok())
+                .map(|m| m.len())
+                .collect()
+        })
+        .unwrap_or_default();
+    prompt_bytes.sort_unstable();
+    if !prompt_bytes.is_empty() {
+        println!(
+            "prompt.md (evidence {}): median {} bytes, max {} bytes over {} prompts",
+            if sim.is_some() { "on" } else { "off" },
+            prompt_bytes[prompt_bytes.len() / 2],
+            prompt_bytes[prompt_bytes.len() - 1],
+            prompt_bytes.len()
+        );
+    }
 
     // Throughput: a batch spread over 50 clusters, five agents at a time.
     let n = env_usize("NIGHTCRIER_BENCH_INCIDENTS", 500);

@@ -55,8 +55,11 @@ async fn faults_become_incidents_that_agents_run_to_success() {
     );
     assert_eq!(rep.cluster, "alpha");
 
-    run.wait_stdout(&format!("incident {} finished", incidents[0].id))
-        .await;
+    // The outcome is committed before the "finished" line is logged: wait for every line.
+    for i in &incidents {
+        run.wait_stdout(&format!("incident {} finished", i.id))
+            .await;
+    }
     let stdout = run.stdout();
     for i in &incidents {
         assert_eq!(i.status, IncidentStatus::Succeeded, "{i:?}");

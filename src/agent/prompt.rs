@@ -95,20 +95,15 @@ pub fn render(
          credentials were found to allow) and `evidence/` (what nightcrier already read).\n",
         workspace.display()
     );
-    let _ = writeln!(p, "## Your tools\n");
+    let _ = writeln!(p, "## Using the cluster's tools\n");
     let _ = writeln!(
         p,
-        "- The cluster's kubernetes-mcp-server (MCP server `kubernetes`), when your \
-         configuration offers it: read-only tools such as `pods_get`, `pods_log` (pass \
-         `previous: true` for the container that crashed), `events_list` (with `namespace`), \
-         `resources_get` / `resources_list` (any kind, with `apiVersion`), \
-         `pods_list_in_namespace` (with `labelSelector`), `nodes_top`. Prefer them: they are \
-         fast and their calls are recorded as evidence."
-    );
-    let _ = writeln!(
-        p,
-        "- `kubectl`, when `KUBECONFIG` is set, with read commands only: `get`, `describe`, \
-         `logs`, `events`, `top`, `auth can-i`.\n"
+        "Which tools this run offers is listed under \"The tools of this run\" at the end. \
+         With the cluster's MCP server, the useful read-only tools are `pods_get`, `pods_log` \
+         (pass `previous: true` for the container that crashed), `events_list` (with \
+         `namespace`), `resources_get` / `resources_list` (any kind, with `apiVersion`), \
+         `pods_list_in_namespace` (with `labelSelector`) and `nodes_top`. Fetch only what the \
+         evidence above does not already show.\n"
     );
     let _ = writeln!(p, "## Rules\n");
     let _ = writeln!(

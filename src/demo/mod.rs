@@ -224,6 +224,20 @@ async fn summarize(opts: &crate::store::StoreOptions, workspace_root: &Path) {
         count(IncidentStatus::Pending),
         count(IncidentStatus::Running),
     );
+    // What the demo agent concluded from each incident's evidence bundle.
+    for i in all
+        .iter()
+        .filter(|i| i.status == IncidentStatus::Succeeded)
+        .take(12)
+    {
+        let ws = workspace_root.join(i.id.to_string());
+        if let Some(h) = crate::report::verdict::read(&ws).and_then(|v| v.headline()) {
+            println!(
+                "  {} {}/{}: {h}",
+                i.fault_type, i.resource_kind, i.resource_name
+            );
+        }
+    }
     if let Some(done) = all.iter().find(|i| i.status == IncidentStatus::Succeeded) {
         println!(
             "an example report: {}",

@@ -4,8 +4,8 @@
 //! mutate state without authentication (nothing here mutates at all) and must not decide what
 //! is healthy: it reads [`crate::health`] and pings the store.
 
-mod go_health;
 mod access;
+mod go_health;
 mod incidents;
 mod routes;
 mod serve;
@@ -24,8 +24,8 @@ use crate::config::{ClusterConfig, HttpConfig};
 use crate::health::Health;
 use crate::store::Store;
 
-pub use go_health::{build as go_cluster_health, go_status};
 pub use access::{Access, AccessError};
+pub use go_health::{build as go_cluster_health, go_status};
 pub use routes::router;
 pub use serve::ConnLimits;
 

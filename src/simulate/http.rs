@@ -298,6 +298,9 @@ async fn get_mcp(State(st): State<Arc<SimState>>, headers: HeaderMap) -> Respons
             );
         }
         s.stream = Some(tx);
+        if !s.counts.contains_key("GET") {
+            st.counters.stream_sessions.fetch_add(1, Ordering::Relaxed);
+        }
         s.record("GET".into());
     }
     let gen = st.generation();

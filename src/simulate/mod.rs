@@ -306,6 +306,12 @@ impl SimHandle {
         self.state.counters.sessions_created.load(Ordering::Relaxed)
     }
 
+    /// Sessions that opened a GET stream: the subscribers' sessions, not the short-lived
+    /// tool sessions (evidence gathering) that only call tools.
+    pub fn stream_sessions_created(&self) -> u64 {
+        self.state.counters.stream_sessions.load(Ordering::Relaxed)
+    }
+
     /// Subscriptions cancelled because a delivery found no GET stream.
     pub fn cancelled_subscriptions(&self) -> u64 {
         self.state

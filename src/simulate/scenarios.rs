@@ -375,7 +375,7 @@ fn crashing_pod(
         }
         Owner::Job { job, uid } => {
             let labels = json!({"job-name": job, "batch.kubernetes.io/job-name": job,
-                "controller-uid": uid});
+                "batch.kubernetes.io/controller-uid": uid, "controller-uid": uid});
             let template = pod_template(container, image, &env, &resources, &labels, Some("Never"));
             let objects = vec![json!({"apiVersion": "batch/v1", "kind": "Job",
                 "metadata": {"name": job, "namespace": ns, "uid": uid,

@@ -116,6 +116,8 @@ pub(crate) struct Counters {
     pub accepted_connections: AtomicU64,
     pub sessions_created: AtomicU64,
     pub cancelled_subscriptions: AtomicU64,
+    /// Sessions that opened a GET stream (subscribers; tool-only sessions never do).
+    pub stream_sessions: AtomicU64,
 }
 
 pub(crate) struct SimState {
