@@ -1,15 +1,16 @@
 //! The call log: `evidence/tool-calls.jsonl` (one line per call) and `evidence/agent-call-NNN-
 //! <tool>.txt` (the text the agent got), so that a report can cite "tool call 3".
 //!
-//! The agent can write into its workspace, and a previous attempt's agent may have left a
-//! symlink where these files go: every open refuses to follow one (`O_NOFOLLOW`), and a
-//! symlinked `evidence/` directory disables the log rather than writing through it.
+//! The agent writes into its workspace while these are written, and may put a symlink where
+//! they go: every file goes through [`WorkspaceDir`] (directory descriptors from the workspace
+//! root, never following a symlink; a symlinked `evidence/` is replaced by a real directory).
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
+
+use crate::agent::{AgentError, WorkspaceDir};
 
 use serde::Serialize;
 
@@ -59,14 +60,10 @@ impl CallLog {
         if let Some(text) = result_text {
             let name = format!("agent-call-{:03}-{}.txt", rec.n, file_safe(&rec.tool));
             match self
-                .ensure_dir()
-                .and_then(|()| create(&self.dir.join(&name)))
+                .evidence_dir()
+                .and_then(|d| d.write_file(&name, text.as_bytes()))
             {
-                Ok(mut f) => {
-                    if f.write_all(text.as_bytes()).is_ok() {
-                        rec.result_file = Some(format!("evidence/{name}"));
-                    }
-                }
+                Ok(()) => rec.result_file = Some(format!("evidence/{name}")),
                 Err(e) => tracing::warn!(error = %e, file = %name, "cannot record a tool result"),
             }
         }
@@ -78,8 +75,8 @@ impl CallLog {
         let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             match self
-                .ensure_dir()
-                .and_then(|()| append(&self.dir.join(CALLS_FILE)))
+                .evidence_dir()
+                .and_then(|d| d.open_append(CALLS_FILE))
             {
                 Ok(f) => *guard = Some(f),
                 Err(e) => {
@@ -95,42 +92,16 @@ impl CallLog {
         }
     }
 
-    fn ensure_dir(&self) -> std::io::Result<()> {
-        match DirBuilder::new().mode(0o700).create(&self.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let meta = std::fs::symlink_metadata(&self.dir)?;
-                if meta.is_dir() {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::other(format!(
-                        "{} is not a directory (a symlink?)",
-                        self.dir.display()
-                    )))
-                }
-            }
-            Err(e) => Err(e),
-        }
+    /// The evidence directory, opened through the workspace's descriptors: the agent runs
+    /// meanwhile and may have put a symlink there; it is replaced, never followed.
+    fn evidence_dir(&self) -> Result<WorkspaceDir, AgentError> {
+        let (Some(ws), Some(name)) = (self.dir.parent(), self.dir.file_name()) else {
+            return Err(AgentError::workspace(&self.dir)(std::io::Error::other(
+                "not a directory inside a workspace",
+            )));
+        };
+        WorkspaceDir::create_workspace(ws)?.create_dir(name)
     }
-}
-
-fn append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-}
-
-fn create(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
 }
 
 fn file_safe(tool: &str) -> String {
@@ -202,5 +173,14 @@ mod tests {
         std::os::unix::fs::symlink(&target, ws2.path().join("evidence").join(CALLS_FILE)).unwrap();
         CallLog::new(ws2.path().join("evidence")).record(rec(1, "pods_get"), None);
         assert!(!target.exists());
+
+        // Nor is a symlink in place of the directory: a real one replaces it.
+        let ws3 = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(other.path(), ws3.path().join("evidence")).unwrap();
+        CallLog::new(ws3.path().join("evidence")).record(rec(1, "pods_get"), Some("x"));
+        assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0);
+        let real = std::fs::symlink_metadata(ws3.path().join("evidence")).unwrap();
+        assert!(real.is_dir());
+        assert!(ws3.path().join("evidence").join(CALLS_FILE).is_file());
     }
 }
