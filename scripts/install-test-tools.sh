@@ -8,6 +8,20 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# --- prometheus-alertmanager (Debian package) -------------------------------------------------
+# The real Alertmanager for tests/e2e_alertmanager.rs (/usr/bin/prometheus-alertmanager). Runs
+# as root (CI); `install-test-tools.sh alertmanager` installs only this and stops here.
+if [ ! -x /usr/bin/prometheus-alertmanager ]; then
+    echo "installing prometheus-alertmanager (apt)..."
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus-alertmanager
+fi
+echo "alertmanager installed: $(/usr/bin/prometheus-alertmanager --version 2>&1 | head -n 1)"
+if [ "${1:-}" = "alertmanager" ]; then
+    exit 0
+fi
+# --- end prometheus-alertmanager --------------------------------------------------------------
 prefix="${NIGHTCRIER_TEST_TOOLS:-$root/target/test-tools}"
 # Pinned to a version the claude preset's test is known to pass with (the headless flags drift
 # between releases); override to try another.

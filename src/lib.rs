@@ -15,6 +15,7 @@ pub mod health;
 pub mod http;
 pub mod incident;
 pub mod ingest;
+pub mod intake;
 pub mod mcp;
 pub mod report;
 pub mod signals;

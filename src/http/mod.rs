@@ -107,6 +107,28 @@ impl HttpServer {
         Self::bind(listen, state).await.map(Some)
     }
 
+    /// Binds `listen` for other routes than the endpoint's own (the intake receivers on
+    /// `intake.listen`), with the same shutdown.
+    pub async fn bind_routes(listen: &str, router: Router) -> Result<Self, HttpError> {
+        let bind_error = |source| HttpError::Bind {
+            addr: listen.to_string(),
+            source,
+        };
+        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        Ok(Self {
+            listener,
+            addr,
+            router,
+        })
+    }
+
+    /// Serves `routes` too (receivers that share `http.listen`).
+    pub fn merge(mut self, routes: Router) -> Self {
+        self.router = self.router.merge(routes);
+        self
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

@@ -8,6 +8,7 @@ mod concurrency;
 mod conformance;
 mod queue;
 mod reporting;
+mod resolve;
 mod specific;
 
 use std::time::Duration;

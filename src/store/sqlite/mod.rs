@@ -3,6 +3,7 @@
 mod queue;
 mod record;
 mod reporting;
+mod resolve;
 mod rows;
 
 use std::str::FromStr;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 pub(super) use queue::*;
 pub(super) use record::record_faults;
 pub(super) use reporting::*;
+pub(super) use resolve::resolve_open;
 
 use super::{time, ListFilter, Result, StatusCount, StoreError, StoreOptions};
 use crate::config::DatabaseUrl;
