@@ -484,6 +484,18 @@ pub struct AlertmanagerIntakeConfig {
     pub mapping: AlertMappingConfig,
 }
 
+impl AlertmanagerIntakeConfig {
+    /// The defaults, with these credentials.
+    pub fn new(auth: IntakeAuthConfig) -> Self {
+        Self {
+            auth,
+            max_body_bytes: default_intake_max_body_bytes(),
+            cancel_running_on_resolve: true,
+            mapping: AlertMappingConfig::default(),
+        }
+    }
+}
+
 fn default_intake_max_body_bytes() -> usize {
     1024 * 1024
 }

@@ -75,6 +75,13 @@ pub fn render_page(incident: &Incident, markdown: &str) -> String {
     for (k, v) in rows {
         meta.push_str(&format!("<dt>{}</dt><dd>{}</dd>", k, escape(&v)));
     }
+    // The source (a resolved alert) said the fault was over while the agent ran.
+    if let Some(t) = incident.resolved_at {
+        meta.push_str(&format!(
+            "<dt>Alert resolved</dt><dd>{}</dd>",
+            escape(&t.to_rfc3339())
+        ));
+    }
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
