@@ -104,13 +104,21 @@ async fn run(db: &Db, notifications: usize, per: usize) {
             .send()
             .await
             .expect("POST");
-        assert_eq!(resp.status().as_u16(), 200, "the receiver refused a notification");
+        assert_eq!(
+            resp.status().as_u16(),
+            200,
+            "the receiver refused a notification"
+        );
         latencies.push(t.elapsed());
     }
     let elapsed = start.elapsed();
     latencies.sort();
     let incidents = db.count("incidents").await;
-    assert_eq!(incidents, (notifications * per) as i64, "every alert is recorded");
+    assert_eq!(
+        incidents,
+        (notifications * per) as i64,
+        "every alert is recorded"
+    );
     println!(
         "{:<9} {:>7} {:>10.2} {:>10.0} {:>10.0} {:>8} {:>8} {:>10}",
         db.backend(),

@@ -3,6 +3,8 @@
 //! This module owns the listener, the routes and how health is shown over HTTP. It must not
 //! mutate state without authentication (nothing here mutates at all) and must not decide what
 //! is healthy: it reads [`crate::health`] and pings the store.
+//! Other modules' routes may share the listener ([`HttpServer::merge`]: the `intake` receivers,
+//! which authenticate every request themselves).
 
 mod incidents;
 mod routes;
