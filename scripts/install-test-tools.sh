@@ -25,6 +25,19 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
 fi
 echo "systemd-analyze: $(systemd-analyze --version | head -n 1)"
 # --- end systemd-analyze -------------------------------------------------------------------------
+# --- prometheus-alertmanager (Debian package) -------------------------------------------------
+# The real Alertmanager for tests/e2e_alertmanager.rs (/usr/bin/prometheus-alertmanager). Runs
+# as root (CI); `install-test-tools.sh alertmanager` installs only this and stops here.
+if [ ! -x /usr/bin/prometheus-alertmanager ]; then
+    echo "installing prometheus-alertmanager (apt)..."
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus-alertmanager
+fi
+echo "alertmanager installed: $(/usr/bin/prometheus-alertmanager --version 2>&1 | head -n 1)"
+if [ "${1:-}" = "alertmanager" ]; then
+    exit 0
+fi
+# --- end prometheus-alertmanager --------------------------------------------------------------
 prefix="${NIGHTCRIER_TEST_TOOLS:-$root/target/test-tools}"
 
 # install_cli <bin name> <package@version>

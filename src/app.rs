@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::http::{HttpServer, HttpState};
 use crate::ingest::{self, IngestWriter, WriterOptions};
+use crate::intake::{AlertmanagerIntake, IntakeError};
 use crate::mcp::{self, McpFleet};
 use crate::report::{ReportError, Reporter};
 use crate::store::{Store, StoreError, StoreOptions};
@@ -48,6 +49,8 @@ pub enum AppError {
     Mcp(#[from] mcp::McpError),
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
 }
 
 /// A built application: the database is open and migrated and the HTTP address is bound, so
@@ -62,6 +65,9 @@ pub struct App {
     reporter: Reporter,
     /// `kubectl auth can-i` checks at start (off for the demo, which has no real cluster).
     preflight: bool,
+    /// The alert receivers on a listener of their own (`intake.listen`); a producer, stopped
+    /// with the MCP sessions. On `http.listen` they are part of `http`.
+    intake: Option<HttpServer>,
 }
 
 pub fn store_options(config: &Config) -> StoreOptions {
@@ -108,13 +114,26 @@ impl App {
         store.set_budgets(crate::store::BudgetPolicy::from_config(&config));
         let health = Health::new();
         let reporter = Reporter::from_config(store.clone(), &config)?;
-        let http = HttpServer::bind_configured(
+        let mut http = HttpServer::bind_configured(
             &config.http,
             HttpState::new(store.clone(), health.clone(), metrics.clone())
                 .with_workspace_root(config.workspace_root.clone())
                 .with_clusters(config.clusters.clone()),
         )
         .await?;
+        let mut intake = None;
+        if let Some(receiver) = AlertmanagerIntake::from_config(&config, store.clone())? {
+            let listen = config.intake.listen.trim();
+            if listen.is_empty() {
+                http = http.map(|h| h.merge(receiver.router()));
+            } else {
+                intake = Some(
+                    HttpServer::bind_routes(listen, receiver.router())
+                        .await
+                        .map_err(IntakeError::Listen)?,
+                );
+            }
+        }
         Ok(App {
             config,
             store,
@@ -123,6 +142,7 @@ impl App {
             metrics,
             reporter,
             preflight: true,
+            intake,
         })
     }
 
@@ -135,6 +155,11 @@ impl App {
     /// Where `/healthz`, `/readyz` and `/metrics` are served, when enabled.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(HttpServer::local_addr)
+    }
+
+    /// Where the alert receivers listen when `intake.listen` is set.
+    pub fn intake_addr(&self) -> Option<SocketAddr> {
+        self.intake.as_ref().map(HttpServer::local_addr)
     }
 
     pub fn store(&self) -> &Store {
@@ -179,6 +204,7 @@ impl App {
             metrics,
             reporter,
             preflight,
+            intake,
         } = self;
 
         // Producer: sessions → channel → writer.
@@ -254,6 +280,7 @@ impl App {
             reporter.run(t).await;
             "reporter"
         });
+        let intake_task = intake.map(|server| tokio::spawn(server.run(producers.clone())));
         let http_task = http.map(|server| {
             let t = http_token.clone();
             tokio::spawn(async move { server.run(t).await })
@@ -269,6 +296,13 @@ impl App {
         side.cancel();
         if let Err(e) = fleet_task.await {
             tracing::error!(error = %e, "MCP fleet task failed");
+        }
+        if let Some(task) = intake_task {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "intake listener stopped with an error"),
+                Err(e) => tracing::error!(error = %e, "intake listener task failed"),
+            }
         }
         writer_token.cancel();
         if let Err(e) = writer_task.await {

@@ -112,6 +112,9 @@ pub struct Incident {
     pub attempt: i32,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// When the source reported the fault over (a resolved alert), if it did.
+    #[serde(default)]
+    pub resolved_at: Option<DateTime<Utc>>,
 }
 
 /// One stored fault notification, as received.

@@ -19,6 +19,7 @@ pub mod health;
 pub mod http;
 pub mod incident;
 pub mod ingest;
+pub mod intake;
 pub mod mcp;
 pub mod mcp_client;
 pub mod report;

@@ -42,6 +42,9 @@ pub mod names {
     pub const RUNTIME_TASKS: &str = "nightcrier_runtime_alive_tasks";
     pub const OPEN_FDS: &str = "process_open_fds";
     pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+    pub const ALERTS_RECEIVED: &str = "nightcrier_alerts_received_total";
+    pub const ALERTS_REJECTED: &str = "nightcrier_alerts_rejected_total";
+    pub const INCIDENTS_RESOLVED: &str = "nightcrier_incidents_resolved_total";
 }
 
 /// Upper bounds of the database write histogram: a SQLite commit takes well under a millisecond,
@@ -323,6 +326,21 @@ pub fn describe_metrics() {
         TASK_RESTARTS,
         Unit::Count,
         "Supervised tasks restarted after a panic, per task."
+    );
+    describe_counter!(
+        ALERTS_RECEIVED,
+        Unit::Count,
+        "Alerts received by an intake receiver, per source and status (firing, resolved)."
+    );
+    describe_counter!(
+        ALERTS_REJECTED,
+        Unit::Count,
+        "Intake requests refused (unauthorized, too_large, malformed, unavailable) and alerts rejected (unknown_cluster), per source and reason."
+    );
+    describe_counter!(
+        INCIDENTS_RESOLVED,
+        Unit::Count,
+        "Open incidents whose alert resolved, per cluster and resolution (ended, stopped, noted)."
     );
 }
 

@@ -38,6 +38,7 @@ fn incident() -> Incident {
         attempt: 1,
         lease_owner: None,
         lease_expires_at: None,
+        resolved_at: None,
     }
 }
 

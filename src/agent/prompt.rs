@@ -326,6 +326,7 @@ mod tests {
             attempt: 1,
             lease_owner: None,
             lease_expires_at: None,
+            resolved_at: None,
         }
     }
 

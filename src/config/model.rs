@@ -30,6 +30,8 @@ pub struct Config {
     pub pricing: PricingConfig,
     /// Investigations and spend allowed per window, globally and per cluster.
     pub budgets: BudgetsConfig,
+    /// Receivers of alerts from other systems (Prometheus Alertmanager, Grafana).
+    pub intake: IntakeConfig,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             clusters: Vec::new(),
             pricing: PricingConfig::default(),
             budgets: BudgetsConfig::default(),
+            intake: IntakeConfig::default(),
         }
     }
 }
@@ -635,4 +638,115 @@ pub struct ClusterBudget {
     /// Overrides `dedup.pending_ttl` for this cluster.
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub pending_ttl: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// `host:port` of a listener of its own for the receivers; empty serves them on
+    /// `http.listen` (which must then be on).
+    pub listen: String,
+    /// `POST /api/v1/alertmanager`; off when absent.
+    pub alertmanager: Option<AlertmanagerIntakeConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerIntakeConfig {
+    /// Required: requests without these credentials get 401 and record nothing.
+    pub auth: IntakeAuthConfig,
+    /// Larger request bodies get 413.
+    #[serde(default = "default_intake_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// A resolved alert whose incident is running stops the agent (true) or lets it finish.
+    #[serde(default = "default_true")]
+    pub cancel_running_on_resolve: bool,
+    #[serde(default)]
+    pub mapping: AlertMappingConfig,
+}
+
+impl AlertmanagerIntakeConfig {
+    /// The defaults, with these credentials.
+    pub fn new(auth: IntakeAuthConfig) -> Self {
+        Self {
+            auth,
+            max_body_bytes: default_intake_max_body_bytes(),
+            cancel_running_on_resolve: true,
+            mapping: AlertMappingConfig::default(),
+        }
+    }
+}
+
+fn default_intake_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_true() -> bool {
+    true
+}
+
+/// A bearer token and/or HTTP basic credentials, as Alertmanager's `http_config` sends them;
+/// a request passes with either.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeAuthConfig {
+    pub bearer_token: Option<Secret>,
+    /// Read at start; trailing whitespace is ignored.
+    pub bearer_token_file: Option<PathBuf>,
+    pub basic: Option<BasicAuthConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Read at start; trailing whitespace is ignored.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// Which alert labels name what nightcrier records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertMappingConfig {
+    /// Names the cluster; its value must be a configured `clusters[].name`.
+    pub cluster_label: String,
+    /// Used when the cluster label is absent or names no configured cluster; when unset such
+    /// alerts are rejected (and counted).
+    pub default_cluster: Option<String>,
+    pub namespace_label: String,
+    /// The first of these labels present names the resource (its kind from the label name).
+    pub resource_labels: Vec<String>,
+    /// The fault type.
+    pub fault_type_label: String,
+    pub severity_label: String,
+    /// When the severity label is absent.
+    pub default_severity: String,
+}
+
+impl Default for AlertMappingConfig {
+    fn default() -> Self {
+        Self {
+            cluster_label: "cluster".into(),
+            default_cluster: None,
+            namespace_label: "namespace".into(),
+            resource_labels: [
+                "pod",
+                "deployment",
+                "statefulset",
+                "daemonset",
+                "job",
+                "cronjob",
+                "node",
+                "service",
+                "persistentvolumeclaim",
+            ]
+            .map(String::from)
+            .to_vec(),
+            fault_type_label: "alertname".into(),
+            severity_label: "severity".into(),
+            default_severity: "warning".into(),
+        }
+    }
 }

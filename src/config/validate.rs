@@ -243,6 +243,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
     }
 
     check_costs(&mut ck, c);
+    check_intake(&mut ck, c);
 
     if ck.problems.is_empty() {
         Ok(ck.warnings)
@@ -297,6 +298,82 @@ fn check_costs(ck: &mut Checker, c: &Config) {
         }
         if let Some(ttl) = cb.pending_ttl {
             ck.nonzero(&format!("{key}.pending_ttl"), ttl);
+        }
+    }
+}
+
+fn check_intake(ck: &mut Checker, c: &Config) {
+    let i = &c.intake;
+    if !i.listen.is_empty() && i.listen.parse::<SocketAddr>().is_err() {
+        ck.fail(
+            "intake.listen",
+            format!(
+                "{:?} is not a host:port address like 127.0.0.1:9094",
+                i.listen
+            ),
+        );
+    }
+    let Some(am) = &i.alertmanager else { return };
+    if i.listen.is_empty() && c.http.listen.is_empty() {
+        ck.fail(
+            "intake.listen",
+            "the Alertmanager receiver needs a listener: set intake.listen or http.listen",
+        );
+    }
+    let key = "intake.alertmanager";
+    let a = &am.auth;
+    if a.bearer_token.is_some() && a.bearer_token_file.is_some() {
+        ck.fail(
+            format!("{key}.auth"),
+            "set bearer_token or bearer_token_file, not both",
+        );
+    }
+    if a.bearer_token
+        .as_ref()
+        .is_some_and(|t| t.expose().trim().is_empty())
+    {
+        ck.fail(format!("{key}.auth.bearer_token"), "must not be empty");
+    }
+    match &a.basic {
+        Some(b) => {
+            if b.username.is_empty() || b.username.contains(':') {
+                ck.fail(
+                    format!("{key}.auth.basic.username"),
+                    "must be non-empty and contain no ':'",
+                );
+            }
+            if b.password.is_some() == b.password_file.is_some() {
+                ck.fail(
+                    format!("{key}.auth.basic"),
+                    "set exactly one of password or password_file",
+                );
+            }
+        }
+        None if a.bearer_token.is_none() && a.bearer_token_file.is_none() => ck.fail(
+            format!("{key}.auth"),
+            "credentials are required: bearer_token, bearer_token_file or basic",
+        ),
+        None => {}
+    }
+    ck.positive(&format!("{key}.max_body_bytes"), am.max_body_bytes as u64);
+    let m = &am.mapping;
+    for (name, value) in [
+        ("cluster_label", &m.cluster_label),
+        ("namespace_label", &m.namespace_label),
+        ("fault_type_label", &m.fault_type_label),
+        ("severity_label", &m.severity_label),
+        ("default_severity", &m.default_severity),
+    ] {
+        if value.trim().is_empty() {
+            ck.fail(format!("{key}.mapping.{name}"), "must not be empty");
+        }
+    }
+    if let Some(d) = &m.default_cluster {
+        if !c.clusters.iter().any(|cl| &cl.name == d) {
+            ck.fail(
+                format!("{key}.mapping.default_cluster"),
+                format!("{d:?} is not a configured cluster (clusters[].name)"),
+            );
         }
     }
 }

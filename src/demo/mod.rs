@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod diagnose;
+mod alerts;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,6 +39,9 @@ pub struct DemoArgs {
     /// Address of /healthz, /readyz and /metrics (a free port is used if it is taken).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub http_listen: String,
+    /// Also turn on the Alertmanager receiver and post an Alertmanager-shaped alert to it.
+    #[arg(long)]
+    pub alertmanager: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +134,12 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     }
     let endpoints: Vec<String> = sims.iter().map(SimHandle::endpoint).collect();
     let mut config = demo_config(&args, &dir, &exe, &endpoints);
+    if args.alertmanager && !config.clusters.is_empty() {
+        alerts::enable(&mut config, &dir).map_err(|source| DemoError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
 
     let config_path = dir.join("nightcrier.yaml");
     let yaml = format!(
@@ -171,6 +181,18 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         dur = humantime::format_duration(args.duration),
         ws = shown(&config.workspace_root),
     );
+    let mut poster = None;
+    if let (true, Some(addr)) = (config.intake.alertmanager.is_some(), app.http_addr()) {
+        println!(
+            "An Alertmanager-shaped alert is posted to the receiver in a moment; post it again with:\n  \
+             curl -H \"Authorization: Bearer $(cat {token})\" -H 'content-type: application/json' \
+             --data @{body} http://{addr}{path}\n",
+            token = shown(&alerts::token_file(&dir)),
+            body = shown(&alerts::payload_file(&dir)),
+            path = crate::intake::ALERTMANAGER_PATH,
+        );
+        poster = Some(tokio::spawn(alerts::post_example(addr, dir.clone())));
+    }
     app.log_summary();
 
     let (soft, hard) = (CancellationToken::new(), CancellationToken::new());
@@ -188,6 +210,9 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let result = app.run(soft, hard.clone()).await;
     timer.abort();
     handler.abort();
+    if let Some(p) = poster {
+        p.abort();
+    }
     for sim in sims {
         sim.shutdown().await;
     }

@@ -3,6 +3,8 @@
 //! This module owns the listener, the routes and how health is shown over HTTP. It must not
 //! mutate state without authentication (nothing here mutates at all) and must not decide what
 //! is healthy: it reads [`crate::health`] and pings the store.
+//! Other modules' routes may share the listener ([`HttpServer::merge`]: the `intake` receivers,
+//! which authenticate every request themselves).
 
 mod access;
 mod go_health;
@@ -153,6 +155,33 @@ impl HttpServer {
             max_connections: cfg.max_connections,
             header_read_timeout: cfg.header_read_timeout,
         })))
+    }
+
+    /// Binds `listen` for other routes than the endpoint's own (the intake receivers on
+    /// `intake.listen`), with the same shutdown.
+    pub async fn bind_routes(listen: &str, router: Router) -> Result<Self, HttpError> {
+        let bind_error = |source| HttpError::Bind {
+            addr: listen.to_string(),
+            source,
+        };
+        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let defaults = HttpConfig::default();
+        Ok(Self {
+            listener,
+            addr,
+            router,
+            limits: ConnLimits {
+                max_connections: defaults.max_connections,
+                header_read_timeout: defaults.header_read_timeout,
+            },
+        })
+    }
+
+    /// Serves `routes` too (receivers that share `http.listen`).
+    pub fn merge(mut self, routes: Router) -> Self {
+        self.router = self.router.merge(routes);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {

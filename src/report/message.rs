@@ -95,6 +95,10 @@ pub fn success(i: &Incident, summary: &Summary, links: &Links) -> Value {
         ] }),
         json!({ "type": "section", "text": { "type": "mrkdwn", "text": summary_text } }),
     ];
+    if let Some(t) = i.resolved_at {
+        blocks.push(json!({ "type": "context", "elements": [
+            { "type": "mrkdwn", "text": format!("The alert resolved at {} while the agent ran.", t.to_rfc3339()) } ] }));
+    }
     let mut link_parts = Vec::new();
     if let Some(r) = &links.report {
         link_parts.push(format!("<{r}|Report>"));

@@ -80,6 +80,13 @@ pub fn render_page_with(incident: &Incident, markdown: &str, extra: &[(&str, Str
     for (k, v) in rows.iter().chain(extra) {
         meta.push_str(&format!("<dt>{}</dt><dd>{}</dd>", escape(k), escape(v)));
     }
+    // The source (a resolved alert) said the fault was over while the agent ran.
+    if let Some(t) = incident.resolved_at {
+        meta.push_str(&format!(
+            "<dt>Alert resolved</dt><dd>{}</dd>",
+            escape(&t.to_rfc3339())
+        ));
+    }
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\

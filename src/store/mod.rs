@@ -88,6 +88,28 @@ pub struct RescueCounts {
     pub failed: u64,
 }
 
+/// What [`Store::resolve_open`] did to the open incident of a fault its source reported over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// A pending incident ended as `resolved`: no agent will run.
+    Ended,
+    /// A running incident ended as `resolved` (its agent run as cancelled, "alert resolved"):
+    /// the agent loses its lease at its next heartbeat and is stopped, as by `incidents cancel`.
+    Stopped,
+    /// A running incident was marked resolved (`resolved_at`) and left to finish.
+    Noted,
+}
+
+/// The incident [`Store::resolve_open`] acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    pub incident_id: Uuid,
+    pub resolution: Resolution,
+}
+
+/// The reason recorded on an agent run stopped by [`Resolution::Stopped`].
+pub const RESOLVED_RUN_REASON: &str = "alert resolved";
+
 /// Default and largest page of [`Store::list`].
 pub const DEFAULT_LIST_LIMIT: u32 = 50;
 pub const MAX_LIST_LIMIT: u32 = 10_000;
@@ -413,6 +435,29 @@ impl Store {
     /// `Conflict` when the incident has already finished.
     pub async fn cancel(&self, id: Uuid) -> Result<Incident> {
         dispatch!(self.cancel(id))
+    }
+
+    /// The source of a fault (a resolved alert) reports it over at `at`: the open incident of
+    /// (cluster, fault_id) ends as `resolved` when pending; when running, it ends as `resolved`
+    /// with `stop_running`, or is only marked resolved and left to finish. `Ok(None)` when the
+    /// fault has no open incident (never recorded, or already finished).
+    pub async fn resolve_open(
+        &self,
+        cluster: &str,
+        fault_id: &str,
+        at: DateTime<Utc>,
+        stop_running: bool,
+    ) -> Result<Option<Resolved>> {
+        if cluster.is_empty() || fault_id.is_empty() {
+            return Err(StoreError::InvalidInput(
+                "resolving needs a cluster and a fault id".into(),
+            ));
+        }
+        let (store, cluster, fault_id) = (self.clone(), cluster.to_owned(), fault_id.to_owned());
+        detached(
+            async move { dispatch!(store.resolve_open(&cluster, &fault_id, at, stop_running)) },
+        )
+        .await
     }
 
     /// Newest first.

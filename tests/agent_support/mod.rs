@@ -82,6 +82,7 @@ pub fn incident(cluster: &str) -> Incident {
         attempt: 1,
         lease_owner: None,
         lease_expires_at: None,
+        resolved_at: None,
     }
 }
 

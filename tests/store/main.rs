@@ -11,6 +11,7 @@ mod gocompat;
 mod costs;
 mod queue;
 mod reporting;
+mod resolve;
 mod specific;
 
 use std::time::Duration;

@@ -8,6 +8,7 @@ mod listener;
 mod queue;
 mod record;
 mod reporting;
+mod resolve;
 mod rows;
 
 use std::future::Future;
@@ -24,6 +25,7 @@ pub(super) use listener::spawn_listener;
 pub(super) use queue::*;
 pub(super) use record::record_faults;
 pub(super) use reporting::*;
+pub(super) use resolve::resolve_open;
 
 use super::{time, ListFilter, Result, StatusCount, StoreError, StoreOptions};
 use crate::config::DatabaseUrl;

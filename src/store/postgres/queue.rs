@@ -186,14 +186,14 @@ fn found(rows: u64, id: Uuid, attempt: i32) -> Result<()> {
 }
 
 /// How an attempt's agent-run row ends.
-struct RunEnd<'a> {
-    outcome: IncidentStatus,
-    reason: Option<&'a str>,
-    exit_code: Option<i32>,
-    at: DateTime<Utc>,
+pub(super) struct RunEnd<'a> {
+    pub(super) outcome: IncidentStatus,
+    pub(super) reason: Option<&'a str>,
+    pub(super) exit_code: Option<i32>,
+    pub(super) at: DateTime<Utc>,
 }
 
-async fn finish_run(
+pub(super) async fn finish_run(
     tx: &mut sqlx::PgConnection,
     id: Uuid,
     attempt: i32,

@@ -13,7 +13,7 @@ pub(super) const INCIDENT_COLUMNS: &str =
     "id, cluster, fault_id, fault_type, severity, namespace, \
     resource_kind, resource_name, resource_uid, context, status, failure_reason, occurrences, \
     first_seen, last_seen, created_at, started_at, finished_at, attempt, lease_owner, \
-    lease_expires_at";
+    lease_expires_at, resolved_at";
 
 pub(super) const RUN_COLUMNS: &str = "incident_id, attempt, worker, started_at, finished_at, pid, \
     exit_code, outcome, reason, log_path, model, input_tokens, output_tokens, cache_read_tokens, \
@@ -55,6 +55,7 @@ pub(super) fn incident(row: &PgRow) -> Result<Incident> {
         attempt: get(row, "attempt")?,
         lease_owner: get(row, "lease_owner")?,
         lease_expires_at: get(row, "lease_expires_at")?,
+        resolved_at: get(row, "resolved_at")?,
     })
 }
 

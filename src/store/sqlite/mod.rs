@@ -5,6 +5,7 @@ mod costs;
 mod queue;
 mod record;
 mod reporting;
+mod resolve;
 mod rows;
 
 use std::str::FromStr;
@@ -19,6 +20,7 @@ pub(super) use costs::*;
 pub(super) use queue::*;
 pub(super) use record::record_faults;
 pub(super) use reporting::*;
+pub(super) use resolve::resolve_open;
 
 use super::{time, ListFilter, Result, StatusCount, StoreError, StoreOptions};
 use crate::config::DatabaseUrl;

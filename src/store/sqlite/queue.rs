@@ -144,15 +144,15 @@ fn found(rows: u64, id: Uuid, attempt: i32) -> Result<()> {
 }
 
 /// How an attempt's agent-run row ends.
-struct RunEnd<'a> {
-    outcome: IncidentStatus,
-    reason: Option<&'a str>,
-    exit_code: Option<i32>,
-    at: i64,
+pub(super) struct RunEnd<'a> {
+    pub(super) outcome: IncidentStatus,
+    pub(super) reason: Option<&'a str>,
+    pub(super) exit_code: Option<i32>,
+    pub(super) at: i64,
 }
 
 /// Ends the attempt's agent-run row.
-async fn finish_run(
+pub(super) async fn finish_run(
     tx: &mut sqlx::SqliteConnection,
     id: &str,
     attempt: i32,
