@@ -77,7 +77,12 @@ impl Workspace {
         let output = dir.create_dir("output")?;
         dir.create_dir("logs")?;
         dir.create_dir("agent-state")?;
-        for stale in ["investigation.md", "investigation.html", "last-message.txt", "verdict.json"] {
+        for stale in [
+            "investigation.md",
+            "investigation.html",
+            "last-message.txt",
+            "verdict.json",
+        ] {
             output.remove(stale)?;
         }
         Ok(())

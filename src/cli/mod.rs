@@ -5,8 +5,8 @@
 //! It must not contain logic that tests cannot reach through the library.
 
 mod config_cmd;
-mod gocompat_cmd;
 mod costs;
+mod gocompat_cmd;
 mod incidents;
 mod output;
 mod run;

@@ -5,8 +5,8 @@
 //! terminals can watch with `--config`); it must not be used by production paths.
 
 pub mod agent;
-pub mod diagnose;
 mod alerts;
+pub mod diagnose;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

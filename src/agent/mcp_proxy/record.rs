@@ -74,10 +74,7 @@ impl CallLog {
         line.push(b'\n');
         let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            match self
-                .evidence_dir()
-                .and_then(|d| d.open_append(CALLS_FILE))
-            {
+            match self.evidence_dir().and_then(|d| d.open_append(CALLS_FILE)) {
                 Ok(f) => *guard = Some(f),
                 Err(e) => {
                     tracing::warn!(error = %e, dir = %self.dir.display(), "cannot open the tool call log");
