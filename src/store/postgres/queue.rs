@@ -375,6 +375,15 @@ pub(in crate::store) async fn running_owned_by(
 }
 
 /// Reads and locks the incident for the rest of the transaction.
+/// Rolls `tx` back before its error is returned. A dropped transaction is rolled back only when
+/// its connection is next used, so its row locks (`load` takes `FOR UPDATE`) would outlive the
+/// call: a claim right after a refused retry skipped the still-locked incident (`SKIP LOCKED`).
+async fn release(tx: sqlx::Transaction<'_, sqlx::Postgres>, err: StoreError) -> StoreError {
+    // The rollback's own failure changes nothing for the caller: the connection is discarded.
+    let _ = tx.rollback().await;
+    err
+}
+
 async fn load(tx: &mut sqlx::PgConnection, id: Uuid, context: &'static str) -> Result<Incident> {
     let row = sqlx::query(&format!(
         "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1 FOR UPDATE"
@@ -394,10 +403,11 @@ pub(in crate::store) async fn retry(pool: &PgPool, id: Uuid) -> Result<Incident>
     let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
     let current = load(&mut tx, id, CTX).await?;
     if current.status.is_open() {
-        return Err(StoreError::Conflict(format!(
+        let err = StoreError::Conflict(format!(
             "incident {id} is {}: only finished incidents can be retried",
             current.status
-        )));
+        ));
+        return Err(release(tx, err).await);
     }
     let other: Option<Uuid> = sqlx::query_scalar(
         "SELECT id FROM incidents WHERE cluster = $1 AND fault_id = $2 \
@@ -415,7 +425,7 @@ pub(in crate::store) async fn retry(pool: &PgPool, id: Uuid) -> Result<Incident>
         ))
     };
     if let Some(other) = other {
-        return Err(open_conflict(other.to_string()));
+        return Err(release(tx, open_conflict(other.to_string())).await);
     }
     let row = sqlx::query(&format!(
         "UPDATE incidents SET status = 'pending', attempt_base = attempt, failure_reason = NULL, \
@@ -445,10 +455,11 @@ pub(in crate::store) async fn cancel(pool: &PgPool, id: Uuid) -> Result<Incident
     let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
     let current = load(&mut tx, id, CTX).await?;
     if current.status.is_terminal() {
-        return Err(StoreError::Conflict(format!(
+        let err = StoreError::Conflict(format!(
             "incident {id} is already {}: only pending or running incidents can be cancelled",
             current.status
-        )));
+        ));
+        return Err(release(tx, err).await);
     }
     let now = time::now();
     let row = sqlx::query(&format!(
