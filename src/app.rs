@@ -127,10 +127,16 @@ impl App {
             if listen.is_empty() {
                 http = http.map(|h| h.merge(receiver.router()));
             } else {
+                // The same connection bounds as the HTTP endpoint: a slow client must not hold
+                // the receiver's descriptors either.
                 intake = Some(
                     HttpServer::bind_routes(listen, receiver.router())
                         .await
-                        .map_err(IntakeError::Listen)?,
+                        .map_err(IntakeError::Listen)?
+                        .with_limits(crate::http::ConnLimits {
+                            max_connections: config.http.max_connections,
+                            header_read_timeout: config.http.header_read_timeout,
+                        }),
                 );
             }
         }

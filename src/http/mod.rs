@@ -114,22 +114,7 @@ pub struct HttpServer {
 impl HttpServer {
     /// Binds `listen` (`host:port`; `http.listen`). The app skips this when `listen` is empty.
     pub async fn bind(listen: &str, state: HttpState) -> Result<Self, HttpError> {
-        let bind_error = |source| HttpError::Bind {
-            addr: listen.to_string(),
-            source,
-        };
-        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
-        let defaults = HttpConfig::default();
-        Ok(Self {
-            listener,
-            addr,
-            router: router(state),
-            limits: ConnLimits {
-                max_connections: defaults.max_connections,
-                header_read_timeout: defaults.header_read_timeout,
-            },
-        })
+        Self::bind_routes(listen, router(state)).await
     }
 
     /// Other connection bounds than the defaults of `http.max_connections` and
@@ -157,8 +142,8 @@ impl HttpServer {
         })))
     }
 
-    /// Binds `listen` for other routes than the endpoint's own (the intake receivers on
-    /// `intake.listen`), with the same shutdown.
+    /// Binds `listen` for `router` with the default connection bounds ([`Self::with_limits`]
+    /// changes them): the endpoint's own routes, or the intake receivers on `intake.listen`.
     pub async fn bind_routes(listen: &str, router: Router) -> Result<Self, HttpError> {
         let bind_error = |source| HttpError::Bind {
             addr: listen.to_string(),
