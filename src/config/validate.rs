@@ -228,17 +228,7 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
         }
         check_cluster_labels(&mut ck, &key, cl);
         if cl.triage.enabled {
-            match &cl.triage.kubeconfig {
-                Some(p) if !p.is_file() => ck.warnings.push(format!(
-                    "{key}.triage.kubeconfig: {} does not exist (yet); agents will fail to reach the cluster",
-                    p.display()
-                )),
-                None => ck.warnings.push(format!(
-                    "{key}.triage.kubeconfig is not set; agents get no KUBECONFIG for cluster {:?}",
-                    cl.name
-                )),
-                _ => {}
-            }
+            check_triage_tools(&mut ck, &key, cl, cl.agent.as_ref().unwrap_or(&c.agent));
         }
     }
 
@@ -510,6 +500,36 @@ fn check_agent(ck: &mut Checker, key: &str, a: &AgentConfig) {
     }
 }
 
+/// A cluster whose triage is on needs something to investigate with: the cluster's MCP tools
+/// (through the agent's endpoint) or kubectl with a kubeconfig. Warnings, not errors: the agent
+/// still reads the fault and the evidence bundle.
+fn check_triage_tools(ck: &mut Checker, key: &str, cl: &super::ClusterConfig, agent: &AgentConfig) {
+    let kubeconfig = match &cl.triage.kubeconfig {
+        Some(p) if !p.is_file() => {
+            ck.warnings.push(format!(
+                "{key}.triage.kubeconfig: {} does not exist (yet); agents will fail to reach the cluster with kubectl",
+                p.display()
+            ));
+            false
+        }
+        Some(_) => agent.kubectl,
+        None => false,
+    };
+    if !kubeconfig && !agent.mcp_tools {
+        ck.warnings.push(format!(
+            "{key}: triage is on for cluster {:?} but its agent has nothing to investigate with: \
+             no kubeconfig for kubectl ({key}.triage.kubeconfig, agent.kubectl) and the cluster's \
+             MCP tools are off (agent.mcp_tools); it can only read the fault{}",
+            cl.name,
+            if cl.evidence.enabled {
+                " and the evidence bundle"
+            } else {
+                ""
+            }
+        ));
+    }
+}
+
 /// Bounds on `environment` and `labels`: they reach the prompt, Slack, `/health/clusters` and
 /// (environment only) a metrics label, so they stay short, printable and few.
 pub const MAX_CLUSTER_LABELS: usize = 32;
@@ -603,5 +623,67 @@ mod agent_log_cap_tests {
             .into_iter()
             .any(|p| p.key == "agent.max_log_bytes");
         assert!(!named);
+    }
+}
+
+#[cfg(test)]
+mod triage_tools_tests {
+    use super::*;
+    use crate::config::{ClusterConfig, McpConfig, TriageConfig};
+
+    fn warnings(
+        kubeconfig: Option<std::path::PathBuf>,
+        mcp_tools: bool,
+        kubectl: bool,
+    ) -> Vec<String> {
+        let mut c = Config::default();
+        c.agent.mcp_tools = mcp_tools;
+        c.agent.kubectl = kubectl;
+        c.clusters.push(ClusterConfig {
+            name: "prod".into(),
+            mcp: McpConfig::new("http://127.0.0.1:1/mcp"),
+            triage: TriageConfig {
+                enabled: true,
+                kubeconfig,
+            },
+            agent: None,
+            evidence: Default::default(),
+            environment: None,
+            labels: Default::default(),
+        });
+        validate(&c).expect("valid configuration")
+    }
+
+    fn says_nothing_to_investigate(w: &[String]) -> bool {
+        w.iter().any(|w| w.contains("nothing to investigate with"))
+    }
+
+    #[test]
+    fn triage_without_kubeconfig_or_mcp_tools_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, "apiVersion: v1\n").unwrap();
+
+        // The MCP tools alone are enough, and so is kubectl with a kubeconfig.
+        assert!(!says_nothing_to_investigate(&warnings(None, true, true)));
+        assert!(!says_nothing_to_investigate(&warnings(
+            Some(kubeconfig.clone()),
+            false,
+            true
+        )));
+        // Neither: named, with the keys to set.
+        let w = warnings(None, false, true);
+        assert!(says_nothing_to_investigate(&w), "{w:?}");
+        assert!(w.iter().any(|w| w.contains("agent.mcp_tools")), "{w:?}");
+        // A kubeconfig the agent is not given (kubectl off) does not count.
+        assert!(says_nothing_to_investigate(&warnings(
+            Some(kubeconfig),
+            false,
+            false
+        )));
+        // A kubeconfig that does not exist is named as such, and does not count either.
+        let w = warnings(Some(dir.path().join("missing")), false, true);
+        assert!(w.iter().any(|w| w.contains("does not exist")), "{w:?}");
+        assert!(says_nothing_to_investigate(&w), "{w:?}");
     }
 }
