@@ -1,7 +1,8 @@
 //! `mcp.subscribe_mode: events` end to end: the real binary subscribes in events mode to a
 //! simulator that speaks it (logger `kubernetes/events`), Warning events become incidents keyed
 //! by reason + involved object + message pattern, repeats attach, agents run them, and the
-//! cluster's `environment` and `labels` reach the agent's prompt.
+//! cluster's `environment` and `labels` reach the agent's prompt, its `incident.json` and
+//! `incidents show`.
 
 mod e2e_support;
 
@@ -72,5 +73,30 @@ async fn warning_events_become_incidents_in_events_mode() {
             && prompt.contains("- Environment: staging")
             && prompt.contains("- team: payments"),
         "{prompt}"
+    );
+
+    // The incident as the agent reads it, and as `incidents show` prints it, carry them too.
+    let incident_file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            rig.workspace_root()
+                .join(finished[0].id.to_string())
+                .join("incident.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(incident_file["cluster_environment"], "staging");
+    assert_eq!(incident_file["cluster_labels"]["team"], "payments");
+    let id = finished[0].id.to_string();
+    let show = rig.cli(&["incidents", "show", &id, "--json"]).await;
+    assert_eq!(show.code(), Some(0), "{}", show.stderr);
+    let shown = show.json();
+    assert_eq!(shown["cluster_environment"], "staging");
+    assert_eq!(shown["cluster_labels"]["team"], "payments");
+    let text = rig.cli(&["incidents", "show", &id]).await;
+    assert!(
+        text.stdout.contains("environment") && text.stdout.contains("team=payments"),
+        "{}",
+        text.stdout
     );
 }

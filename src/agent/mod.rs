@@ -474,7 +474,8 @@ impl AgentRunner {
     ) -> Result<(Invocation, Option<File>, File), AgentError> {
         let RunContext { evidence, proxy } = context;
         ws.prepare()?;
-        ws.write_incident(incident, occurrences, attempt)?;
+        let cluster = self.clusters.get(&incident.cluster).map(|e| &e.config);
+        ws.write_incident(incident, occurrences, attempt, cluster)?;
         let system_prompt =
             match &agent.system_prompt_file {
                 Some(path) => Some(std::fs::read_to_string(path).map_err(|source| {

@@ -16,6 +16,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::error::AgentError;
+use crate::config::ClusterConfig;
 use crate::incident::{FaultOccurrence, Incident};
 
 /// Occurrences written to `incident.json`: a fault that repeats for days must not make the file
@@ -155,12 +156,15 @@ impl Workspace {
         incident: &Incident,
         occurrences: &[FaultOccurrence],
         attempt: i32,
+        cluster: Option<&ClusterConfig>,
     ) -> Result<(), AgentError> {
         let mut sorted: Vec<&FaultOccurrence> = occurrences.iter().collect();
         sorted.sort_by_key(|o| o.id);
         let kept = bounded_occurrences(&sorted);
         let doc = IncidentFile {
             incident,
+            cluster_environment: cluster.and_then(|c| c.environment.as_deref()),
+            cluster_labels: cluster.map(|c| &c.labels).filter(|l| !l.is_empty()),
             attempt,
             triggering_fault: sorted.first().copied(),
             occurrences_omitted: sorted.len() - kept.len(),
@@ -191,6 +195,11 @@ fn outside(path: &Path) -> AgentError {
 #[derive(Serialize)]
 struct IncidentFile<'a> {
     incident: &'a Incident,
+    /// The operator's description of the cluster (`clusters[].environment`, `labels`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_environment: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_labels: Option<&'a std::collections::BTreeMap<String, String>>,
     attempt: i32,
     triggering_fault: Option<&'a FaultOccurrence>,
     occurrences: Vec<&'a FaultOccurrence>,

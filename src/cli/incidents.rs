@@ -43,8 +43,9 @@ pub enum IncidentsCommand {
 pub async fn run(
     cmd: &IncidentsCommand,
     store: &Store,
-    workspace_root: &std::path::Path,
+    config: &crate::config::Config,
 ) -> anyhow::Result<ExitCode> {
+    let workspace_root = &config.workspace_root;
     match cmd {
         IncidentsCommand::List {
             status,
@@ -87,9 +88,19 @@ pub async fn run(
             let ws = workspace_root.join(incident.id.to_string());
             let verdict = crate::report::verdict::read(&ws);
             let evidence = crate::evidence::load_index(&ws);
+            // The operator's description of the cluster, as configured now.
+            let cluster = config.clusters.iter().find(|c| c.name == incident.cluster);
+            let environment = cluster.and_then(|c| c.environment.clone());
+            let labels = cluster.map(|c| c.labels.clone()).unwrap_or_default();
             if *json {
                 let mut v = serde_json::to_value(&incident)?;
                 if let Some(obj) = v.as_object_mut() {
+                    if let Some(env) = &environment {
+                        obj.insert("cluster_environment".into(), env.clone().into());
+                    }
+                    if !labels.is_empty() {
+                        obj.insert("cluster_labels".into(), serde_json::to_value(&labels)?);
+                    }
                     obj.insert("agent_runs".into(), serde_json::to_value(&runs)?);
                     obj.insert(
                         "recent_occurrences".into(),
@@ -104,7 +115,7 @@ pub async fn run(
                 }
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                print!("{}", describe(&incident));
+                print!("{}", describe(&incident, environment.as_deref(), &labels));
                 print!(
                     "{}",
                     investigation_lines(verdict.as_ref(), evidence.as_ref())
@@ -222,8 +233,12 @@ fn list_table(incidents: &[Incident], cost: &dyn Fn(&Incident) -> Option<f64>) -
     )
 }
 
-fn describe(i: &Incident) -> String {
-    let fields: Vec<(&str, String)> = vec![
+fn describe(
+    i: &Incident,
+    environment: Option<&str>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let mut fields: Vec<(&str, String)> = vec![
         ("id", i.id.to_string()),
         ("status", i.status.to_string()),
         (
@@ -243,6 +258,17 @@ fn describe(i: &Incident) -> String {
         ("finished", opt_time(&i.finished_at)),
         ("attempt", i.attempt.to_string()),
     ];
+    if let Some(env) = environment {
+        fields.insert(4, ("environment", env.to_string()));
+    }
+    if !labels.is_empty() {
+        let text = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        fields.insert(4, ("labels", text));
+    }
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     fields
         .into_iter()

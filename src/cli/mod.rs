@@ -223,7 +223,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Incidents(cmd) => {
             let loaded = load_config(&cli)?;
             let store = open_store(&loaded).await?;
-            let code = incidents::run(cmd, &store, &loaded.config.workspace_root).await;
+            let code = incidents::run(cmd, &store, &loaded.config).await;
             store.close().await;
             code
         }
