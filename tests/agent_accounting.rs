@@ -8,9 +8,7 @@ use std::fs;
 
 use agent_support::*;
 use nightcrier::accounting::{Accounting, ModelPrice};
-use nightcrier::agent::AgentRunner;
 use nightcrier::incident::IncidentStatus;
-use tokio_util::sync::CancellationToken;
 
 const SCRIPT: &str = r#"
 printf '# Investigation\n\n## Summary\nA stub wrote this report, long enough to count as one.\n\n## Root Cause\nnone\n' > "$2"
@@ -41,15 +39,7 @@ async fn tokens_from_the_log_are_priced_from_the_table() {
         },
     );
     let incident = incident("prod");
-    let report = AgentRunner::new(&config)
-        .run(
-            &incident,
-            &occurrences(&incident, 1),
-            1,
-            CancellationToken::new(),
-            &|_| {},
-        )
-        .await;
+    let report = run_once(&config, &incident).await;
     assert_eq!(
         report.outcome.status,
         IncidentStatus::Succeeded,
@@ -80,15 +70,7 @@ async fn an_agent_that_prints_no_json_still_succeeds_with_unknown_accounting() {
     let root = tempfile::tempdir().unwrap();
     let config = config(root.path(), script_agent("success.sh"));
     let incident = incident("prod");
-    let report = AgentRunner::new(&config)
-        .run(
-            &incident,
-            &occurrences(&incident, 1),
-            1,
-            CancellationToken::new(),
-            &|_| {},
-        )
-        .await;
+    let report = run_once(&config, &incident).await;
     assert_eq!(
         report.outcome.status,
         IncidentStatus::Succeeded,

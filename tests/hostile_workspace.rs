@@ -10,7 +10,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use agent_support::{alive, config, incident, occurrences, recorded_pids, script_agent};
+use agent_support::{alive, config, incident, occurrences, recorded_pids, run_once, script_agent};
 use nightcrier::agent::{marker_value, AgentRunner, Workspace, MARKER_VAR, MAX_REPORT_BYTES};
 use nightcrier::config::Secret;
 use nightcrier::health::Health;
@@ -117,15 +117,7 @@ async fn a_report_outside_the_workspace_is_not_a_report() {
     );
     let config = config(root.path(), agent);
     let incident = incident("prod");
-    let report = AgentRunner::new(&config)
-        .run(
-            &incident,
-            &occurrences(&incident, 1),
-            1,
-            CancellationToken::new(),
-            &|_| {},
-        )
-        .await;
+    let report = run_once(&config, &incident).await;
     assert_eq!(report.outcome.status, IncidentStatus::Failed, "{report:?}");
     assert_eq!(report.outcome.reason.as_deref(), Some("report missing"));
 }
@@ -311,15 +303,7 @@ async fn a_report_over_the_limit_fails_the_run_and_the_page_says_so() {
     let root = tempfile::tempdir().unwrap();
     let config = config(root.path(), script_agent("huge_report.sh"));
     let inc = incident("prod");
-    let report = AgentRunner::new(&config)
-        .run(
-            &inc,
-            &occurrences(&inc, 1),
-            1,
-            CancellationToken::new(),
-            &|_| {},
-        )
-        .await;
+    let report = run_once(&config, &inc).await;
     assert_eq!(report.outcome.status, IncidentStatus::Failed, "{report:?}");
     let reason = report.outcome.reason.unwrap_or_default();
     assert!(
@@ -412,15 +396,7 @@ async fn a_process_that_left_the_group_does_not_outlive_the_run() {
     let root = tempfile::tempdir().unwrap();
     let config = config(root.path(), script_agent("setsid_escape.sh"));
     let inc = incident("prod");
-    let report = AgentRunner::new(&config)
-        .run(
-            &inc,
-            &occurrences(&inc, 1),
-            1,
-            CancellationToken::new(),
-            &|_| {},
-        )
-        .await;
+    let report = run_once(&config, &inc).await;
     assert_eq!(
         report.outcome.status,
         IncidentStatus::Succeeded,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Utc;
+use nightcrier::agent::AgentRunner;
 use nightcrier::config::{
     AgentConfig, AgentPreset, ClusterConfig, Config, McpConfig, TriageConfig,
 };
@@ -105,6 +106,19 @@ pub fn occurrences(incident: &Incident, n: i64) -> Vec<FaultOccurrence> {
             raw: serde_json::json!({ "faultId": incident.fault_id, "n": id }),
         })
         .collect()
+}
+
+/// Runs attempt 1 of `incident` (one occurrence) with a fresh runner, to its end.
+pub async fn run_once(config: &Config, incident: &Incident) -> nightcrier::agent::RunReport {
+    AgentRunner::new(config)
+        .run(
+            incident,
+            &occurrences(incident, 1),
+            1,
+            tokio_util::sync::CancellationToken::new(),
+            &|_| {},
+        )
+        .await
 }
 
 /// Polls `cond` every 10 ms until it holds; panics with `what` after `within`.
