@@ -1,5 +1,5 @@
 //! Each agent CLI's headless argv and environment, in one place per CLI (see
-//! `agent-clis.md`): these drift between CLI versions, so each is one small function that is
+//! `docs/agent-clis.md`): these drift between CLI versions, so each is one small function that is
 //! easy to read against the CLI's help text. `agent.extra_args` is appended by the caller.
 
 use std::path::{Path, PathBuf};
