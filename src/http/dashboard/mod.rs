@@ -29,6 +29,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 const STYLE: &str = include_str!("assets/style.css");
 const SCRIPT: &str = include_str!("assets/app.js");
+const ICON: &str = include_str!("assets/icon.svg");
 
 /// Routes that need the pages' credentials ([`super::access`] puts its layer around them).
 pub(super) fn routes() -> Router<HttpState> {
@@ -50,6 +51,7 @@ pub(super) fn public_routes() -> Router<HttpState> {
     Router::new()
         .route("/dashboard/assets/style.css", get(style))
         .route("/dashboard/assets/app.js", get(script))
+        .route("/dashboard/assets/icon.svg", get(icon))
         .route(
             "/dashboard/login",
             get(actions::login_form).post(actions::login),
@@ -58,6 +60,10 @@ pub(super) fn public_routes() -> Router<HttpState> {
 
 async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
+}
+
+async fn icon() -> Response {
+    asset("image/svg+xml", ICON)
 }
 
 async fn script() -> Response {
@@ -143,6 +149,7 @@ fn layout(title: &str, tab: Tab, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · nightcrier" }
+                link rel="icon" href="/dashboard/assets/icon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/dashboard/assets/style.css";
                 script src="/dashboard/assets/app.js" defer {}
             }
