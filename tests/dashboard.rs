@@ -141,7 +141,6 @@ async fn browser_lists_filters_and_pages_incidents() {
     let ids = seed(&s, 120, 2).await;
     let d = Driver::start().await;
     log_in(&d, &s).await;
-    d.screenshot(&screenshot_path("now")).await;
     let now_text = d.text(&d.find("main").await).await;
     assert!(
         now_text.contains("blue") && now_text.contains("red"),
@@ -157,7 +156,6 @@ async fn browser_lists_filters_and_pages_incidents() {
     newest.reverse();
     let expected: Vec<String> = newest[..50].iter().map(|id| short_id(*id)).collect();
     assert_eq!(first, expected);
-    d.screenshot(&screenshot_path("incidents")).await;
 
     // Next page, then back.
     click_away(&d, "a[rel=next]").await;
@@ -267,7 +265,6 @@ async fn browser_shows_the_agent_log_live_without_gaps_or_repeats() {
         async move { (log_text(d, &log).await == want).then_some(()) }
     })
     .await;
-    d.screenshot(&screenshot_path("incident-live")).await;
 
     // The run ends: the page says so and the stream closes.
     append_log(&s.root, id, "## Root cause\n");
@@ -314,7 +311,6 @@ async fn browser_retries_and_cancels_with_the_token_only() {
         short_id(failed)
     ))
     .await;
-    d.screenshot(&screenshot_path("incident")).await;
     assert!(
         d.find_all("#cancel").await.is_empty(),
         "a finished incident offers no cancel"
@@ -369,6 +365,161 @@ async fn browser_retries_and_cancels_with_the_token_only() {
     let note = d.text(&d.find(".actions-off").await).await;
     assert!(note.contains("http.auth"), "{note}");
     assert_clean(&d, &open).await;
+    d.quit().await;
+}
+
+/// A realistic scene for the README's screenshots: three configured clusters (one backing off),
+/// finished incidents with reports, verdicts and costs, one running with its output live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_screenshots_of_the_main_pages() {
+    use nightcrier::accounting::{Accounting, RunUsage};
+    use nightcrier::incident::ConnectionState;
+
+    let clusters: Vec<nightcrier::config::ClusterConfig> = ["prod-eu", "prod-us", "staging"]
+        .iter()
+        .map(|name| {
+            serde_yaml_ng::from_str(&format!(
+                "name: {name}\nmcp:\n  endpoint: http://127.0.0.1:1/mcp\n"
+            ))
+            .unwrap()
+        })
+        .collect();
+    let s = dashboard_support::server_with(true, clusters).await;
+    let now = Utc::now();
+    for (cluster, state, error, events) in [
+        ("prod-eu", "subscribed", None, 18_204),
+        (
+            "prod-us",
+            "backing_off",
+            Some("POST http://mcp.prod-us.internal:8080/mcp: connection refused; next attempt in 30s"),
+            7_911,
+        ),
+        ("staging", "subscribed", None, 342),
+    ] {
+        s.store
+            .put_connection_state(&ConnectionState {
+                cluster: cluster.into(),
+                state: state.into(),
+                subscription_id: Some(format!("sub-{cluster}")),
+                last_error: error.map(str::to_string),
+                last_event_at: Some(now - chrono::TimeDelta::seconds(if error.is_some() { 340 } else { 4 })),
+                events_received: events,
+                events_malformed: 0,
+                reconnects: if error.is_some() { 6 } else { 0 },
+                updated_at: now - chrono::TimeDelta::seconds(if error.is_some() { 95 } else { 3_600 }),
+            })
+            .await
+            .unwrap();
+    }
+    let kinds = [
+        ("prod-eu", "CrashLoop", "critical", "payments", "Pod", "checkout-7d9f8b6c5-x2x4k"),
+        ("prod-us", "OOMKilled", "critical", "search", "Pod", "indexer-0"),
+        ("prod-eu", "ImagePullBackOff", "warning", "web", "Pod", "frontend-5c8d7b9f4-qq7zp"),
+        ("staging", "CrashLoop", "warning", "jobs", "Pod", "report-cron-29411220-8kq2d"),
+        ("prod-eu", "NodeNotReady", "critical", "-", "Node", "ip-10-0-3-17"),
+        ("prod-us", "FailedScheduling", "warning", "batch", "Pod", "etl-worker-6f5d9c7b8-4mnb2"),
+    ];
+    let mut faults = Vec::new();
+    for round in 0..4 {
+        for (k, (cluster, fault_type, severity, ns, kind, name)) in kinds.iter().enumerate() {
+            let mut f = common::fault(cluster, &format!("{fault_type}-{name}-{round}"));
+            f.fault.fault_type = fault_type.to_string();
+            f.fault.severity = severity.to_string();
+            f.fault.resource.kind = kind.to_string();
+            f.fault.resource.name = name.to_string();
+            f.fault.resource.namespace = (*ns != "-").then(|| ns.to_string());
+            f.fault.context = format!("{fault_type} on {kind} {name} (round {round}, fault {k})");
+            faults.push(f);
+        }
+    }
+    s.store.record_faults(&faults).await.unwrap();
+    // Finish all but the newest few: most succeed with a report, a verdict and a cost.
+    let verdicts = [
+        ("The checkout container exits on start: DATABASE_URL points to a deleted secret key (payments/db-creds, key url).", "high", 0.4213),
+        ("The indexer is OOM-killed at its 512Mi limit while rebuilding the search index after the 02:00 reindex job.", "high", 0.3107),
+        ("The image tag v2.14.1 does not exist in the registry; the deploy at 01:12 referenced a tag that was never pushed.", "medium", 0.1894),
+    ];
+    for n in 0..18 {
+        let c = s.store.claim("worker-1", LIMITS).await.unwrap().unwrap();
+        let id = c.incident.id;
+        let ws = nightcrier::agent::Workspace::new(&s.root, id);
+        let (root_cause, confidence, cost) = verdicts[n % verdicts.len()];
+        let failed = n % 7 == 3;
+        append_log(&s.root, id, &format!("{{\"type\":\"system\",\"subtype\":\"init\"}}\nkubectl get pods -n {}\n", c.incident.namespace.as_deref().unwrap_or("default")));
+        if !failed {
+            ws.write(
+                &ws.report_file(),
+                format!(
+                    "# Investigation: {} on {}\n\n**Verdict:** {root_cause} (confidence: {confidence})\n\n## Root cause\n\n{root_cause}\n\n## Evidence\n\n- `kubectl describe pod {}`: last state Terminated, exit code 1\n- events: Back-off restarting failed container\n\n## Remediation\n\n1. Restore the secret key.\n2. Roll the deployment.\n",
+                    c.incident.fault_type, c.incident.resource_name, c.incident.resource_name
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            ws.write(
+                &ws.output_dir().join("verdict.json"),
+                serde_json::json!({ "root_cause": root_cause, "confidence": confidence, "category": "configuration", "evidence": ["pod describe", "events"] }).to_string().as_bytes(),
+            )
+            .unwrap();
+        }
+        let usage = RunUsage {
+            accounting: Accounting::Reported,
+            model: Some("claude-sonnet-4-5".into()),
+            input_tokens: Some(48_210 + n as i64 * 911),
+            output_tokens: Some(2_304 + n as i64 * 57),
+            turns: Some(9 + (n as i64 % 5)),
+            cost_usd: Some(cost),
+            ..RunUsage::default()
+        };
+        s.store.set_run_usage(id, c.attempt, &usage).await.unwrap();
+        let outcome = if failed {
+            RunOutcome { status: IncidentStatus::Failed, reason: Some("agent exited with status 1 and wrote no report".into()), exit_code: Some(1) }
+        } else {
+            RunOutcome { status: IncidentStatus::Succeeded, reason: None, exit_code: Some(0) }
+        };
+        assert!(s.store.complete(id, c.attempt, &outcome).await.unwrap());
+    }
+    // One running, its output arriving.
+    let running = s.store.claim("worker-2", LIMITS).await.unwrap().unwrap();
+    append_log(
+        &s.root,
+        running.incident.id,
+        "Reading the evidence bundle (7 tool calls, 0 gaps)\n$ kubectl get pod -n web -o wide\nNAME                        READY   STATUS             RESTARTS   AGE\nfrontend-5c8d7b9f4-qq7zp   0/1     ImagePullBackOff   0          14m\n$ kubectl describe pod frontend-5c8d7b9f4-qq7zp -n web\n  Warning  Failed  14m (x6 over 16m)  kubelet  Failed to pull image \"registry.local/web/frontend:v2.14.1\": not found\n",
+    );
+
+    let d = Driver::start().await;
+    log_in(&d, &s).await;
+    let main = d.text(&d.find("main").await).await;
+    assert!(main.contains("connection refused; next attempt in 30s"), "{main}");
+    assert!(main.contains("backing off"), "{main}");
+    d.screenshot(&screenshot_path("now")).await;
+    d.goto(&format!("{}/dashboard/incidents", s.base)).await;
+    let list = d.text(&d.find("main").await).await;
+    assert!(list.contains("DATABASE_URL points to a deleted secret key"), "verdict lines in the list: {list}");
+    d.screenshot(&screenshot_path("incidents")).await;
+    d.goto(&format!("{}/dashboard/incidents/{}", s.base, short_id(running.incident.id))).await;
+    d.wait_for("the live stream to open", WAIT, || async {
+        (d.text(&d.find("#live-state").await).await == "(live)").then_some(())
+    })
+    .await;
+    append_log(&s.root, running.incident.id, "The tag v2.14.1 was never pushed: the 01:12 deploy references it.\n");
+    d.wait_for("the new line", WAIT, || async {
+        log_text(&d, &d.find("#live-log").await).await.contains("never pushed").then_some(())
+    })
+    .await;
+    d.screenshot(&screenshot_path("incident-live")).await;
+    let done = s
+        .store
+        .incident_page(&nightcrier::store::PageQuery { status: Some(IncidentStatus::Succeeded), size: 1, ..Default::default() })
+        .await
+        .unwrap()
+        .incidents[0]
+        .id;
+    d.goto(&format!("{}/dashboard/incidents/{}", s.base, short_id(done))).await;
+    let page = d.text(&d.find("main").await).await;
+    assert!(page.contains("Verdict") && page.contains("Root cause") && page.contains("claude-sonnet-4-5"), "{page}");
+    d.screenshot(&screenshot_path("incident")).await;
+    assert_clean(&d, &s).await;
     d.quit().await;
 }
 

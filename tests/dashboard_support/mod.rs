@@ -29,6 +29,14 @@ impl Drop for Server {
 
 /// A server whose pages need the bearer token [`TOKEN`] (`with_auth`), or none.
 pub async fn server(with_auth: bool) -> Server {
+    server_with(with_auth, Vec::new()).await
+}
+
+/// [`server`] with configured clusters.
+pub async fn server_with(
+    with_auth: bool,
+    clusters: Vec<nightcrier::config::ClusterConfig>,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = crate::common::sqlite_store(dir.path()).await;
     let root = dir.path().join("workspaces");
@@ -37,7 +45,8 @@ pub async fn server(with_auth: bool) -> Server {
         .build_recorder()
         .handle();
     let mut state =
-        HttpState::new(store.clone(), Health::new(), metrics).with_workspace_root(&root);
+        HttpState::new(store.clone(), Health::new(), metrics).with_workspace_root(&root)
+        .with_clusters(clusters);
     if with_auth {
         let cfg = HttpConfig {
             auth: HttpAuthConfig {

@@ -108,14 +108,14 @@ fn whole_chars(buf: &[u8]) -> usize {
 /// Where to start: `Last-Event-ID` (a reconnect) before `?from=` (the offset the page was
 /// rendered with).
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct From {
+pub(super) struct StreamParams {
     from: Option<String>,
 }
 
 pub(super) async fn log_stream(
     State(state): State<HttpState>,
     UrlPath(raw): UrlPath<String>,
-    Query(from): Query<From>,
+    Query(from): Query<StreamParams>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, DashError> {
     let incident = state.store.get(&raw).await?;

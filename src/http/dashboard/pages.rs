@@ -17,6 +17,7 @@ use crate::agent::{Bounded, Workspace, MAX_REPORT_BYTES};
 use crate::http::HttpState;
 use crate::incident::{short_id, Incident, IncidentStatus};
 use crate::report::{markdown_to_html, run_duration};
+use crate::telemetry::names;
 use crate::store::{CostGroup, CostKey, Cursor, PageOrder, PageQuery, MAX_PAGE_SIZE};
 
 /// Rows per list page unless `size` says otherwise.
@@ -74,6 +75,10 @@ pub(super) async fn now(State(state): State<HttpState>) -> Result<Page, DashErro
     let today = store.cost_groups(day_start(now), CostKey::Cluster).await?;
     let budgets = store.budgets();
     let ingest = state.health.ingest();
+    // The buffer and the drops are counted by the ingest path into the metrics; read them there.
+    let exposition = state.metrics.render();
+    let buffered = metric_sum(&exposition, names::INGEST_BUFFER_DEPTH);
+    let dropped = metric_sum(&exposition, names::EVENTS_DROPPED);
     let limits = state.agent_limits;
 
     let mut names: BTreeSet<String> = state.clusters.iter().map(|c| c.name.clone()).collect();
@@ -137,6 +142,13 @@ pub(super) async fn now(State(state): State<HttpState>) -> Result<Page, DashErro
                 } @else {
                     p.big.good { "ok" }
                     p.muted { "last write " (ingest.last_successful_write.map_or_else(|| "none yet".to_string(), |t| ago(now, t))) }
+                }
+                p.muted {
+                    "buffer " (buffered.map_or_else(|| "-".to_string(), |n| format!("{n:.0}"))) " faults, "
+                    span class=[dropped.filter(|n| *n > 0.0).map(|_| "bad")] {
+                        (dropped.map_or_else(|| "-".to_string(), |n| format!("{n:.0}"))) " dropped"
+                    }
+                    " since start"
                 }
                 p.muted { "database " @if database_ok { "reachable" } @else { b.bad { "unreachable" } } " (" (store.backend()) ")" }
             }
@@ -205,6 +217,28 @@ pub(super) async fn now(State(state): State<HttpState>) -> Result<Page, DashErro
         }
     };
     Ok(Page::new(layout("Now", Tab::Now, body)))
+}
+
+/// The sum of a metric's samples (all label sets) in a Prometheus text exposition; `None`
+/// when it has none (nothing recorded yet, or no recorder installed).
+fn metric_sum(exposition: &str, name: &str) -> Option<f64> {
+    let mut sum = None;
+    for line in exposition.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        if let Some(v) = rest
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            *sum.get_or_insert(0.0) += v;
+        }
+    }
+    sum
 }
 
 /// Percent-encodes a query value (cluster names are DNS-ish, but the value comes from a
@@ -641,4 +675,40 @@ pub(super) async fn incident(
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct Flash {
     done: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_sums_add_label_sets_and_skip_lookalikes() {
+        let text = "# TYPE nightcrier_events_dropped_total counter\n\
+                    nightcrier_events_dropped_total{cluster=\"a\"} 3\n\
+                    nightcrier_events_dropped_total{cluster=\"b\"} 4\n\
+                    nightcrier_events_dropped_total_other 100\n\
+                    nightcrier_ingest_buffer_depth 12\n";
+        assert_eq!(metric_sum(text, "nightcrier_events_dropped_total"), Some(7.0));
+        assert_eq!(metric_sum(text, "nightcrier_ingest_buffer_depth"), Some(12.0));
+        assert_eq!(metric_sum(text, "nightcrier_missing"), None);
+    }
+
+    #[test]
+    fn times_and_filters_are_parsed_or_named() {
+        let now = Utc::now();
+        assert_eq!(parse_time("since", "24h", now).unwrap(), now - TimeDelta::hours(24));
+        assert_eq!(
+            parse_time("until", "2026-01-31", now).unwrap().to_rfc3339(),
+            "2026-01-31T00:00:00+00:00"
+        );
+        let e = parse_time("since", "yesterday", now).unwrap_err().to_string();
+        assert!(e.contains("since=\"yesterday\""), "{e}");
+        let p = ListParams {
+            order: Some("sideways".into()),
+            ..ListParams::default()
+        };
+        assert!(p.query(now).unwrap_err().to_string().contains("sideways"));
+        assert_eq!(clip("abcdef", 3), "abc…");
+        assert_eq!(clip("abc", 3), "abc");
+    }
 }
