@@ -67,7 +67,10 @@ async fn fill(store: &Store, n: usize) {
                 f
             })
             .collect();
-        store.record_faults(&faults).await.expect("recording faults");
+        store
+            .record_faults(&faults)
+            .await
+            .expect("recording faults");
     }
     // Some finished ones, for the status filter.
     let limits = ClaimLimits {
@@ -82,7 +85,10 @@ async fn fill(store: &Store, n: usize) {
             reason: Some("bench".into()),
             exit_code: Some(1),
         };
-        store.complete(c.incident.id, c.attempt, &outcome).await.unwrap();
+        store
+            .complete(c.incident.id, c.attempt, &outcome)
+            .await
+            .unwrap();
     }
     eprintln!(
         "{}: {n} incidents recorded in {:.1} s",
@@ -111,7 +117,8 @@ async fn run(db: &TestDb, n: usize) {
         .build_recorder()
         .handle();
     let dir = tempfile::tempdir().unwrap();
-    let state = HttpState::new(store.clone(), Health::new(), metrics).with_workspace_root(dir.path());
+    let state =
+        HttpState::new(store.clone(), Health::new(), metrics).with_workspace_root(dir.path());
     let server = HttpServer::bind("127.0.0.1:0", state).await.unwrap();
     let base = format!("http://{}/dashboard/incidents", server.local_addr());
     let token = CancellationToken::new();
@@ -126,14 +133,26 @@ async fn run(db: &TestDb, n: usize) {
     let deep_cluster = last_page_cursor(&store, cluster).await;
     let cases = [
         ("first page".to_string(), base.clone()),
-        (format!("last page (row {n})"), format!("{base}?after={deep}")),
-        ("cluster filter, first page".into(), format!("{base}?cluster=cluster-3")),
+        (
+            format!("last page (row {n})"),
+            format!("{base}?after={deep}"),
+        ),
+        (
+            "cluster filter, first page".into(),
+            format!("{base}?cluster=cluster-3"),
+        ),
         (
             format!("cluster filter, last page (row {})", n / CLUSTERS),
             format!("{base}?cluster=cluster-3&after={deep_cluster}"),
         ),
-        ("status=failed (200 of them)".into(), format!("{base}?status=failed")),
-        ("severity=warning, first page".into(), format!("{base}?severity=warning")),
+        (
+            "status=failed (200 of them)".into(),
+            format!("{base}?status=failed"),
+        ),
+        (
+            "severity=warning, first page".into(),
+            format!("{base}?severity=warning"),
+        ),
     ];
     for (name, url) in cases {
         let mut times = Vec::with_capacity(REQUESTS);

@@ -412,12 +412,54 @@ async fn browser_screenshots_of_the_main_pages() {
             .unwrap();
     }
     let kinds = [
-        ("prod-eu", "CrashLoop", "critical", "payments", "Pod", "checkout-7d9f8b6c5-x2x4k"),
-        ("prod-us", "OOMKilled", "critical", "search", "Pod", "indexer-0"),
-        ("prod-eu", "ImagePullBackOff", "warning", "web", "Pod", "frontend-5c8d7b9f4-qq7zp"),
-        ("staging", "CrashLoop", "warning", "jobs", "Pod", "report-cron-29411220-8kq2d"),
-        ("prod-eu", "NodeNotReady", "critical", "-", "Node", "ip-10-0-3-17"),
-        ("prod-us", "FailedScheduling", "warning", "batch", "Pod", "etl-worker-6f5d9c7b8-4mnb2"),
+        (
+            "prod-eu",
+            "CrashLoop",
+            "critical",
+            "payments",
+            "Pod",
+            "checkout-7d9f8b6c5-x2x4k",
+        ),
+        (
+            "prod-us",
+            "OOMKilled",
+            "critical",
+            "search",
+            "Pod",
+            "indexer-0",
+        ),
+        (
+            "prod-eu",
+            "ImagePullBackOff",
+            "warning",
+            "web",
+            "Pod",
+            "frontend-5c8d7b9f4-qq7zp",
+        ),
+        (
+            "staging",
+            "CrashLoop",
+            "warning",
+            "jobs",
+            "Pod",
+            "report-cron-29411220-8kq2d",
+        ),
+        (
+            "prod-eu",
+            "NodeNotReady",
+            "critical",
+            "-",
+            "Node",
+            "ip-10-0-3-17",
+        ),
+        (
+            "prod-us",
+            "FailedScheduling",
+            "warning",
+            "batch",
+            "Pod",
+            "etl-worker-6f5d9c7b8-4mnb2",
+        ),
     ];
     let mut faults = Vec::new();
     for round in 0..4 {
@@ -445,7 +487,14 @@ async fn browser_screenshots_of_the_main_pages() {
         let ws = nightcrier::agent::Workspace::new(&s.root, id);
         let (root_cause, confidence, cost) = verdicts[n % verdicts.len()];
         let failed = n % 7 == 3;
-        append_log(&s.root, id, &format!("{{\"type\":\"system\",\"subtype\":\"init\"}}\nkubectl get pods -n {}\n", c.incident.namespace.as_deref().unwrap_or("default")));
+        append_log(
+            &s.root,
+            id,
+            &format!(
+                "{{\"type\":\"system\",\"subtype\":\"init\"}}\nkubectl get pods -n {}\n",
+                c.incident.namespace.as_deref().unwrap_or("default")
+            ),
+        );
         if !failed {
             ws.write(
                 &ws.report_file(),
@@ -473,9 +522,17 @@ async fn browser_screenshots_of_the_main_pages() {
         };
         s.store.set_run_usage(id, c.attempt, &usage).await.unwrap();
         let outcome = if failed {
-            RunOutcome { status: IncidentStatus::Failed, reason: Some("agent exited with status 1 and wrote no report".into()), exit_code: Some(1) }
+            RunOutcome {
+                status: IncidentStatus::Failed,
+                reason: Some("agent exited with status 1 and wrote no report".into()),
+                exit_code: Some(1),
+            }
         } else {
-            RunOutcome { status: IncidentStatus::Succeeded, reason: None, exit_code: Some(0) }
+            RunOutcome {
+                status: IncidentStatus::Succeeded,
+                reason: None,
+                exit_code: Some(0),
+            }
         };
         assert!(s.store.complete(id, c.attempt, &outcome).await.unwrap());
     }
@@ -490,34 +547,66 @@ async fn browser_screenshots_of_the_main_pages() {
     let d = Driver::start().await;
     log_in(&d, &s).await;
     let main = d.text(&d.find("main").await).await;
-    assert!(main.contains("connection refused; next attempt in 30s"), "{main}");
+    assert!(
+        main.contains("connection refused; next attempt in 30s"),
+        "{main}"
+    );
     assert!(main.contains("backing off"), "{main}");
     d.screenshot(&screenshot_path("now")).await;
     d.goto(&format!("{}/dashboard/incidents", s.base)).await;
     let list = d.text(&d.find("main").await).await;
-    assert!(list.contains("DATABASE_URL points to a deleted secret key"), "verdict lines in the list: {list}");
+    assert!(
+        list.contains("DATABASE_URL points to a deleted secret key"),
+        "verdict lines in the list: {list}"
+    );
     d.screenshot(&screenshot_path("incidents")).await;
-    d.goto(&format!("{}/dashboard/incidents/{}", s.base, short_id(running.incident.id))).await;
+    d.goto(&format!(
+        "{}/dashboard/incidents/{}",
+        s.base,
+        short_id(running.incident.id)
+    ))
+    .await;
     d.wait_for("the live stream to open", WAIT, || async {
         (d.text(&d.find("#live-state").await).await == "(live)").then_some(())
     })
     .await;
-    append_log(&s.root, running.incident.id, "The tag v2.14.1 was never pushed: the 01:12 deploy references it.\n");
+    append_log(
+        &s.root,
+        running.incident.id,
+        "The tag v2.14.1 was never pushed: the 01:12 deploy references it.\n",
+    );
     d.wait_for("the new line", WAIT, || async {
-        log_text(&d, &d.find("#live-log").await).await.contains("never pushed").then_some(())
+        log_text(&d, &d.find("#live-log").await)
+            .await
+            .contains("never pushed")
+            .then_some(())
     })
     .await;
     d.screenshot(&screenshot_path("incident-live")).await;
     let done = s
         .store
-        .incident_page(&nightcrier::store::PageQuery { status: Some(IncidentStatus::Succeeded), size: 1, ..Default::default() })
+        .incident_page(&nightcrier::store::PageQuery {
+            status: Some(IncidentStatus::Succeeded),
+            size: 1,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .incidents[0]
         .id;
-    d.goto(&format!("{}/dashboard/incidents/{}", s.base, short_id(done))).await;
+    d.goto(&format!(
+        "{}/dashboard/incidents/{}",
+        s.base,
+        short_id(done)
+    ))
+    .await;
     let page = d.text(&d.find("main").await).await;
-    assert!(page.contains("Verdict") && page.contains("Root cause") && page.contains("claude-sonnet-4-5"), "{page}");
+    assert!(
+        page.contains("Verdict")
+            && page.contains("Root cause")
+            && page.contains("claude-sonnet-4-5"),
+        "{page}"
+    );
     d.screenshot(&screenshot_path("incident")).await;
     assert_clean(&d, &s).await;
     d.quit().await;
@@ -733,7 +822,10 @@ async fn pages_are_strict_and_the_log_stream_resumes_at_the_byte() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let body = r.text().await.unwrap();
-    assert!(body.contains("abc") && body.contains("not a byte offset"), "{body}");
+    assert!(
+        body.contains("abc") && body.contains("not a byte offset"),
+        "{body}"
+    );
 
     // The finished incident's stream ends with its status.
     let ok = RunOutcome {

@@ -44,8 +44,8 @@ pub async fn server_with(
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .build_recorder()
         .handle();
-    let mut state =
-        HttpState::new(store.clone(), Health::new(), metrics).with_workspace_root(&root)
+    let mut state = HttpState::new(store.clone(), Health::new(), metrics)
+        .with_workspace_root(&root)
         .with_clusters(clusters);
     if with_auth {
         let cfg = HttpConfig {

@@ -17,8 +17,8 @@ use crate::agent::{Bounded, Workspace, MAX_REPORT_BYTES};
 use crate::http::HttpState;
 use crate::incident::{short_id, Incident, IncidentStatus};
 use crate::report::{markdown_to_html, run_duration};
-use crate::telemetry::names;
 use crate::store::{CostGroup, CostKey, Cursor, PageOrder, PageQuery, MAX_PAGE_SIZE};
+use crate::telemetry::names;
 
 /// Rows per list page unless `size` says otherwise.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -230,11 +230,7 @@ fn metric_sum(exposition: &str, name: &str) -> Option<f64> {
         if !(rest.starts_with(' ') || rest.starts_with('{')) {
             continue;
         }
-        if let Some(v) = rest
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-        {
+        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
             *sum.get_or_insert(0.0) += v;
         }
     }
@@ -688,20 +684,31 @@ mod tests {
                     nightcrier_events_dropped_total{cluster=\"b\"} 4\n\
                     nightcrier_events_dropped_total_other 100\n\
                     nightcrier_ingest_buffer_depth 12\n";
-        assert_eq!(metric_sum(text, "nightcrier_events_dropped_total"), Some(7.0));
-        assert_eq!(metric_sum(text, "nightcrier_ingest_buffer_depth"), Some(12.0));
+        assert_eq!(
+            metric_sum(text, "nightcrier_events_dropped_total"),
+            Some(7.0)
+        );
+        assert_eq!(
+            metric_sum(text, "nightcrier_ingest_buffer_depth"),
+            Some(12.0)
+        );
         assert_eq!(metric_sum(text, "nightcrier_missing"), None);
     }
 
     #[test]
     fn times_and_filters_are_parsed_or_named() {
         let now = Utc::now();
-        assert_eq!(parse_time("since", "24h", now).unwrap(), now - TimeDelta::hours(24));
+        assert_eq!(
+            parse_time("since", "24h", now).unwrap(),
+            now - TimeDelta::hours(24)
+        );
         assert_eq!(
             parse_time("until", "2026-01-31", now).unwrap().to_rfc3339(),
             "2026-01-31T00:00:00+00:00"
         );
-        let e = parse_time("since", "yesterday", now).unwrap_err().to_string();
+        let e = parse_time("since", "yesterday", now)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("since=\"yesterday\""), "{e}");
         let p = ListParams {
             order: Some("sideways".into()),
