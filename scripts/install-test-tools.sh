@@ -72,3 +72,15 @@ install_cli codex "${NIGHTCRIER_TEST_CODEX_PACKAGE:-@openai/codex@0.171.0}"
 # 0.61.0: `mcpServers.<name>` with `type: http` and headers, `-o json`, verified against a
 # scripted streamGenerateContent.
 install_cli gemini "${NIGHTCRIER_TEST_GEMINI_PACKAGE:-@google/gemini-cli@0.61.0}"
+
+# --- chromium + chromium-driver (tests/dashboard.rs) ----------------------------------------
+# The dashboard's end-to-end tests drive Debian's headless Chromium over WebDriver
+# (/usr/bin/chromium, /usr/bin/chromedriver; or NIGHTCRIER_CHROMIUM / NIGHTCRIER_CHROMEDRIVER).
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    echo "installing chromium and chromium-driver (apt)..."
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+fi
+echo "chromium installed: $(/usr/bin/chromium --version 2>/dev/null | head -n 1)"
+echo "chromedriver installed: $(/usr/bin/chromedriver --version 2>/dev/null | head -n 1)"
+# --- end chromium ----------------------------------------------------------------------------

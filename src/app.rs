@@ -119,7 +119,8 @@ impl App {
             &config.http,
             HttpState::new(store.clone(), health.clone(), metrics.clone())
                 .with_workspace_root(config.workspace_root.clone())
-                .with_clusters(config.clusters.clone()),
+                .with_clusters(config.clusters.clone())
+                .with_agent_limits(config.limits),
         )
         .await?;
         let mut intake = None;

@@ -181,6 +181,21 @@ pub struct ConnectionState {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Hex digits in an incident's short id ([`short_id`]).
+pub const SHORT_ID_LEN: usize = 10;
+
+/// The short form of an incident id that people read and type: its last 10 hex digits.
+///
+/// UUID v7 ids begin with their creation time, so incidents of the same minute share their
+/// first characters; the tail is random (`rand_b`). 40 random bits are unique in practice: two
+/// of 100,000 incidents share a tail with a chance of about 0.5%, and the store then reports
+/// the short id as ambiguous. The one place that formats it: pages, CLI, logs and Slack call
+/// this; the store resolves it ([`crate::store::Store::get`]).
+pub fn short_id(id: Uuid) -> String {
+    let hex = id.simple().to_string();
+    hex[hex.len() - SHORT_ID_LEN..].to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +211,12 @@ mod tests {
         }
         let err = "done".parse::<IncidentStatus>().unwrap_err();
         assert!(err.to_string().contains("\"done\""));
+    }
+
+    #[test]
+    fn short_id_is_the_random_tail() {
+        let id = Uuid::parse_str("0192f0c4-6a4e-7c3e-8b1a-2f4d5e6a7b8c").unwrap();
+        assert_eq!(short_id(id), "4d5e6a7b8c");
+        assert!(id.to_string().ends_with(&short_id(id)));
     }
 }

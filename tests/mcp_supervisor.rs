@@ -174,6 +174,10 @@ async fn a_dropped_stream_is_noticed_without_waiting_for_a_ping() {
     subscribed(&r, 2).await;
     let err = last_error(&r);
     assert!(err.contains("GET stream"), "{err}");
+    assert!(
+        err.contains("; next attempt at "),
+        "the retry time is shown: {err}"
+    );
     assert_eq!(sim.sessions(), 1, "the old session was deleted");
     emit_and_wait(&sim, &r, &specs(0..1), 1).await;
     r.stop().await;

@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use super::output::{escaped, opt_time, table, time};
 use crate::accounting::format_usd;
-use crate::incident::{Incident, IncidentStatus};
+use crate::incident::{short_id, Incident, IncidentStatus};
 use crate::store::{ListFilter, Store};
 
 #[derive(Debug, Subcommand)]
@@ -170,12 +170,22 @@ pub async fn run(
         IncidentsCommand::Retry { id } => {
             let incident = store.get(id).await?;
             let after = store.retry(incident.id).await?;
-            println!("incident {} is {} again", after.id, after.status);
+            println!(
+                "incident {} ({}) is {} again",
+                short_id(after.id),
+                after.id,
+                after.status
+            );
         }
         IncidentsCommand::Cancel { id } => {
             let incident = store.get(id).await?;
             let after = store.cancel(incident.id).await?;
-            println!("incident {} is {}", after.id, after.status);
+            println!(
+                "incident {} ({}) is {}",
+                short_id(after.id),
+                after.id,
+                after.status
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -235,7 +245,7 @@ fn list_table(incidents: &[Incident], cost: &dyn Fn(&Incident) -> Option<f64>) -
         .iter()
         .map(|i| {
             vec![
-                i.id.to_string(),
+                short_id(i.id),
                 i.status.to_string(),
                 i.cluster.clone(),
                 i.fault_type.clone(),
@@ -264,6 +274,7 @@ fn describe(
 ) -> String {
     let mut fields: Vec<(&str, String)> = vec![
         ("id", i.id.to_string()),
+        ("short id", short_id(i.id)),
         ("status", i.status.to_string()),
         (
             "failure reason",

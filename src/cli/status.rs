@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::output::{duration, opt_time, table};
 use crate::config::Config;
-use crate::incident::{ConnectionState, Incident, IncidentStatus};
+use crate::incident::{short_id, ConnectionState, Incident, IncidentStatus};
 use crate::store::Store;
 
 #[derive(Debug, Serialize)]
@@ -146,7 +146,7 @@ pub fn render(report: &StatusReport) -> String {
             .iter()
             .map(|i| {
                 vec![
-                    i.id.to_string(),
+                    short_id(i.id),
                     i.cluster.clone(),
                     i.status.to_string(),
                     i.failure_reason.clone().unwrap_or_else(|| "-".into()),

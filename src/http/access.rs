@@ -85,11 +85,60 @@ impl Access {
         self.bearer.is_some() || self.basic.is_some()
     }
 
-    /// Whether the request's `Authorization` header satisfies one configured scheme.
+    /// Whether the request's `Authorization` header satisfies one configured scheme, or it
+    /// carries the dashboard's session cookie ([`SESSION_COOKIE`]).
     pub fn allows(&self, headers: &HeaderMap) -> bool {
+        self.who(headers).is_some()
+    }
+
+    /// Who the request authenticates as, for the audit line of a write action: `basic user
+    /// NAME`, `bearer token`, `session cookie`, or `anonymous` when no credentials are
+    /// configured. `None` when it does not authenticate.
+    pub fn who(&self, headers: &HeaderMap) -> Option<String> {
         if !self.requires_auth() {
-            return true;
+            return Some("anonymous".into());
         }
+        if let (Some(expected), Some(got)) = (self.session_value(), cookie(headers, SESSION_COOKIE))
+        {
+            if same(expected.as_bytes(), got.as_bytes()) {
+                return Some("session cookie".into());
+            }
+        }
+        if !self.allows_header(headers) {
+            return None;
+        }
+        let basic_user = self.basic.as_ref().map(|(u, _)| u.as_str());
+        let scheme = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .map(|(s, _)| s.to_ascii_lowercase());
+        Some(match (scheme.as_deref(), basic_user) {
+            (Some("basic"), Some(user)) => format!("basic user {user}"),
+            _ => "bearer token".into(),
+        })
+    }
+
+    /// Whether `token` is the configured bearer token (the dashboard's login form).
+    pub fn is_bearer_token(&self, token: &str) -> bool {
+        self.bearer
+            .as_ref()
+            .is_some_and(|t| same(t.expose().as_bytes(), token.as_bytes()))
+    }
+
+    /// The session cookie's value when a bearer token is configured: a hash of the token, so
+    /// the cookie is worth no more than the token and changes with it, and the token itself
+    /// never sits in the browser.
+    pub fn session_value(&self) -> Option<String> {
+        use sha2::Digest as _;
+        let token = self.bearer.as_ref()?;
+        let mut h = sha2::Sha256::new();
+        h.update(b"nightcrier dashboard session\0");
+        h.update(token.expose().as_bytes());
+        Some(hex::encode(h.finalize()))
+    }
+
+    fn allows_header(&self, headers: &HeaderMap) -> bool {
         let Some(value) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -124,6 +173,21 @@ impl Access {
             "Bearer realm=\"nightcrier\""
         })
     }
+}
+
+/// The dashboard's session cookie, set by its login form (HttpOnly, SameSite=Strict).
+pub const SESSION_COOKIE: &str = "nightcrier_session";
+
+/// The value of cookie `name` in the request, if any.
+pub(super) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// Compares without stopping at the first difference, so the time taken does not tell an
@@ -167,17 +231,28 @@ pub(super) fn pages(state: &HttpState) -> Router<HttpState> {
     if !state.access.serves_pages() {
         return Router::new();
     }
-    let pages = super::incidents::routes();
-    if state.access.requires_auth() {
+    let pages = super::incidents::routes().merge(super::dashboard::routes());
+    let pages = if state.access.requires_auth() {
         pages.route_layer(axum::middleware::from_fn_with_state(state.clone(), require))
     } else {
         pages
-    }
+    };
+    pages.merge(super::dashboard::public_routes())
 }
 
 async fn require(State(state): State<HttpState>, req: Request, next: Next) -> Response {
     if state.access.allows(req.headers()) {
         return next.run(req).await;
+    }
+    // A browser on the dashboard without a session: to the login form, when a token is what
+    // it needs (basic credentials are asked for by the browser itself, on the challenge).
+    if state.access.bearer.is_some()
+        && state.access.basic.is_none()
+        && req.method() == axum::http::Method::GET
+        && req.uri().path().starts_with("/dashboard")
+        && !req.uri().path().ends_with("/stream")
+    {
+        return axum::response::Redirect::to("/dashboard/login").into_response();
     }
     (
         StatusCode::UNAUTHORIZED,

@@ -77,6 +77,7 @@ impl From<StoreError> for PageError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(_) => PageError::NotFound("incident"),
+            StoreError::Ambiguous { .. } => PageError::BadId,
             e if e.is_unavailable() => PageError::Unavailable,
             e => {
                 tracing::warn!(error = %e, "incident page: store error");
@@ -121,6 +122,10 @@ fn parse_id(raw: &str) -> Result<Uuid, PageError> {
 }
 
 async fn incident(state: &HttpState, raw: &str) -> Result<Incident, PageError> {
+    // The short id people read in Slack and the CLI (`crate::incident::short_id`).
+    if raw.len() == crate::incident::SHORT_ID_LEN && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(state.store.get(raw).await?);
+    }
     let id = parse_id(raw)?;
     Ok(state.store.get(&id.to_string()).await?)
 }
@@ -137,7 +142,7 @@ async fn list(State(state): State<HttpState>) -> Result<Html, PageError> {
             "<tr><td><a href=\"/incidents/{id}\">{short}</a></td><td>{cluster}</td><td>{ns}</td>\
              <td>{kind}/{name}</td><td>{fault}</td><td>{sev}</td><td>{status}</td><td>{occ}</td><td>{created}</td></tr>",
             id = i.id,
-            short = &i.id.to_string()[..8],
+            short = crate::incident::short_id(i.id),
             cluster = esc(&i.cluster),
             ns = esc(i.namespace.as_deref().unwrap_or("-")),
             kind = esc(&i.resource_kind),

@@ -1,12 +1,15 @@
-//! The HTTP endpoint: liveness, readiness, Prometheus metrics and read-only incident pages.
+//! The HTTP endpoint: liveness, readiness, Prometheus metrics, read-only incident pages and the
+//! dashboard (`/dashboard`).
 //!
 //! This module owns the listener, the routes and how health is shown over HTTP. It must not
-//! mutate state without authentication (nothing here mutates at all) and must not decide what
-//! is healthy: it reads [`crate::health`] and pings the store.
+//! mutate state without authentication (only the dashboard's retry/cancel mutate, and only with
+//! `http.auth` configured and presented) and must not decide what is healthy: it reads
+//! [`crate::health`] and pings the store.
 //! Other modules' routes may share the listener ([`HttpServer::merge`]: the `intake` receivers,
 //! which authenticate every request themselves).
 
 mod access;
+mod dashboard;
 mod go_health;
 mod incidents;
 mod routes;
@@ -68,6 +71,8 @@ pub struct HttpState {
     /// Who may see the incident pages, and whether they are served at all (`http.auth`,
     /// `http.pages`).
     pub access: std::sync::Arc<Access>,
+    /// The agent limits the dashboard shows running agents against (`limits`).
+    pub agent_limits: crate::config::LimitsConfig,
 }
 
 impl HttpState {
@@ -80,7 +85,14 @@ impl HttpState {
             workspace_root: crate::config::Config::default().workspace_root,
             clusters: Arc::default(),
             access: std::sync::Arc::new(Access::open()),
+            agent_limits: crate::config::LimitsConfig::default(),
         }
+    }
+
+    /// The agent limits the dashboard's Now page shows (`limits`).
+    pub fn with_agent_limits(mut self, limits: crate::config::LimitsConfig) -> Self {
+        self.agent_limits = limits;
+        self
     }
 
     /// The clusters `/health/clusters` reports on.

@@ -176,7 +176,16 @@ impl Supervisor {
                 self.reconnect.healthy_after,
                 &mut self.rng,
             );
-            self.report(Phase::BackingOff, None, Some(error.to_string()));
+            // The next attempt's time goes with the reason: `status` and the dashboard show it.
+            let next = chrono::Utc::now() + chrono::TimeDelta::from_std(delay).unwrap_or_default();
+            self.report(
+                Phase::BackingOff,
+                None,
+                Some(format!(
+                    "{error}; next attempt at {} UTC",
+                    next.format("%H:%M:%S")
+                )),
+            );
             metrics::counter!("nightcrier_mcp_reconnects_total", "cluster" => self.cluster.name.clone())
                 .increment(1);
             info!(

@@ -60,12 +60,13 @@ pub fn success(i: &Incident, summary: &Summary, links: &Links) -> Value {
         |d| humantime::format_duration(d).to_string(),
     );
     let text = format!(
-        "Triage done: {} {} on {}/{}: {}",
+        "Triage done: {} {} on {}/{}: {} (incident {})",
         i.fault_type,
         resource(i),
         i.cluster,
         ns,
-        headline
+        headline,
+        crate::incident::short_id(i.id)
     );
     let field =
         |k: &str, v: &str| json!({ "type": "mrkdwn", "text": format!("*{k}*\n{}", escape(v)) });
@@ -147,9 +148,9 @@ pub fn degraded(consecutive: u32, last: &[FailedRun], base_url: Option<&str>) ->
                 "<{}/incidents/{}|{}>",
                 b.trim_end_matches('/'),
                 run.incident_id,
-                run.incident_id
+                crate::incident::short_id(run.incident_id)
             ),
-            None => run.incident_id.to_string(),
+            None => crate::incident::short_id(run.incident_id),
         };
         lines.push(format!(
             "• {} on {}: {}",

@@ -10,7 +10,7 @@ pub enum StoreError {
     InvalidFault { index: usize, reason: String },
     #[error("incident {0} not found")]
     NotFound(String),
-    #[error("incident id prefix {prefix:?} is ambiguous: it matches {matches} incidents")]
+    #[error("incident id {prefix:?} is ambiguous: it matches {matches} incidents; give more of the full id")]
     Ambiguous { prefix: String, matches: usize },
     #[error("{0}")]
     Conflict(String),

@@ -218,6 +218,9 @@ pub use costs::{CostGroup, CostKey, MAX_COST_IDS};
 mod budgets;
 pub use budgets::{Budget, BudgetPolicy};
 
+pub(crate) mod page;
+pub use page::{Cursor, Page, PageOrder, PageQuery, MAX_PAGE_SIZE};
+
 impl Store {
     /// Opens the pool (creating a SQLite file and its parent directory) and applies migrations.
     pub async fn connect(opts: StoreOptions) -> Result<Store> {
@@ -502,7 +505,8 @@ impl Store {
         dispatch!(self.list(filter, i64::from(limit)))
     }
 
-    /// By full id, or by a unique prefix of at least 8 characters of its text form.
+    /// By full id, by a unique prefix of at least 8 characters of its text form, or by its short
+    /// id ([`crate::incident::short_id`]).
     pub async fn get(&self, id_or_prefix: &str) -> Result<Incident> {
         match ids::parse(id_or_prefix)? {
             ids::IdQuery::Full(id) => {
@@ -515,6 +519,17 @@ impl Store {
                     0 => Err(StoreError::NotFound(prefix)),
                     1 => Ok(found.remove(0)),
                     matches => Err(StoreError::Ambiguous { prefix, matches }),
+                }
+            }
+            ids::IdQuery::Short(short) => {
+                let mut found = dispatch!(self.get_by_short_id(&short))?;
+                match found.len() {
+                    0 => Err(StoreError::NotFound(short)),
+                    1 => Ok(found.remove(0)),
+                    matches => Err(StoreError::Ambiguous {
+                        prefix: short,
+                        matches,
+                    }),
                 }
             }
         }

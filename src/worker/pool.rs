@@ -139,7 +139,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
             cluster = %inc.cluster,
             attempt = claimed.attempt,
             slot,
-            "worker started incident {}", inc.id
+            "worker started incident {}", crate::incident::short_id(inc.id)
         );
         let info = RunInfo {
             incident_id: inc.id,

@@ -9,6 +9,7 @@ mod concurrency;
 mod conformance;
 mod costs;
 mod gocompat;
+mod paging;
 mod queue;
 mod related;
 mod reporting;

@@ -5,6 +5,7 @@
 mod budgets;
 mod costs;
 mod listener;
+mod page;
 mod queue;
 mod record;
 mod reporting;
@@ -22,6 +23,7 @@ use uuid::Uuid;
 pub(super) use budgets::expire_pending;
 pub(super) use costs::*;
 pub(super) use listener::spawn_listener;
+pub(super) use page::incident_page;
 pub(super) use queue::*;
 pub(super) use record::record_faults;
 pub(super) use reporting::*;
@@ -153,6 +155,20 @@ pub(super) async fn get_by_prefix(pool: &PgPool, prefix: &str) -> Result<Vec<Inc
             matches: usize::try_from(count).unwrap_or(usize::MAX),
         });
     }
+    rows.iter().map(rows::incident).collect()
+}
+
+/// Every incident whose id ends in `short` (10 hex digits, checked by the caller), through the
+/// expression index of migration 0010. Ambiguity is rare, so all matches are returned (at most
+/// 100).
+pub(super) async fn get_by_short_id(pool: &PgPool, short: &str) -> Result<Vec<Incident>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE right(id::text, 10) = $1 ORDER BY id LIMIT 100"
+    ))
+    .bind(short)
+    .fetch_all(pool)
+    .await
+    .map_err(StoreError::db("looking up an incident by short id"))?;
     rows.iter().map(rows::incident).collect()
 }
 

@@ -2,6 +2,7 @@
 
 mod budgets;
 mod costs;
+mod page;
 mod queue;
 mod record;
 mod reporting;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 
 pub(super) use budgets::{claim_budgeted, expire_pending};
 pub(super) use costs::*;
+pub(super) use page::incident_page;
 pub(super) use queue::*;
 pub(super) use record::record_faults;
 pub(super) use reporting::*;
@@ -196,6 +198,20 @@ pub(super) async fn get_by_prefix(pool: &SqlitePool, prefix: &str) -> Result<Vec
             matches: usize::try_from(count).unwrap_or(usize::MAX),
         });
     }
+    rows.iter().map(rows::incident).collect()
+}
+
+/// Every incident whose id ends in `short` (10 hex digits, checked by the caller), through the
+/// expression index of migration 0010: `substr(id, 27)` is the last 10 characters of the
+/// 36-character text form. Ambiguity is rare, so all matches are returned (at most 100).
+pub(super) async fn get_by_short_id(pool: &SqlitePool, short: &str) -> Result<Vec<Incident>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE substr(id, 27) = ? ORDER BY id LIMIT 100"
+    ))
+    .bind(short)
+    .fetch_all(pool)
+    .await
+    .map_err(StoreError::db("looking up an incident by short id"))?;
     rows.iter().map(rows::incident).collect()
 }
 
