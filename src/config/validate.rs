@@ -129,6 +129,14 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
         );
     }
     ck.positive("worker.max_attempts", w.max_attempts.into());
+    let f = &c.fleet;
+    ck.nonzero("fleet.heartbeat_interval", f.heartbeat_interval);
+    if f.lease_ttl < f.heartbeat_interval * 2 {
+        ck.fail(
+            "fleet.lease_ttl",
+            "must be at least twice fleet.heartbeat_interval, or leases expire between beats",
+        );
+    }
     if let Some(name) = &w.instance_name {
         if name.is_empty() || name.contains('/') {
             ck.fail(

@@ -23,7 +23,7 @@ pub(super) use budgets::expire_pending;
 pub(super) use costs::*;
 pub(super) use listener::spawn_listener;
 pub(super) use queue::*;
-pub(super) use record::record_faults;
+pub(super) use record::{record_faults, record_faults_fenced};
 pub(super) use reporting::*;
 pub(super) use resolve::resolve_open;
 
