@@ -10,7 +10,10 @@
 //!
 //! Timing: a process holds a lease until `beat start + lease_ttl` by its own clock, which is
 //! never later than the database's expiry (`now() + lease_ttl` at the beat), so a live process
-//! has dropped a cluster's session before anyone else may take the cluster over.
+//! with peers has dropped a cluster's session before anyone else may take the cluster over.
+//! A process takes nothing during its first lease TTL (processes started together see each other
+//! first; a crashed predecessor's leases expire), and others give clusters up to it only after
+//! that, so a join moves only the clusters that even out the fleet, once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -160,9 +163,10 @@ impl FleetMember {
         );
         let mut tick = tokio::time::interval(self.settings.heartbeat_interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // The first tick fires at once; it only beats (takes nothing), so processes started
-        // together see each other before the first division.
-        let mut settled = false;
+        // Taking nothing for one TTL after joining lets processes started together see each
+        // other first (no process takes everything to give most of it back a moment later), and
+        // lets a crashed predecessor's leases expire.
+        let settles_at = Instant::now() + self.settings.lease_ttl;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -173,8 +177,7 @@ impl FleetMember {
                     self.drain.cancel();
                 }
             }
-            self.beat(&mut state, settled).await;
-            settled = true;
+            self.beat(&mut state, Instant::now() >= settles_at).await;
         }
         self.leave(&mut state).await;
     }
@@ -203,9 +206,10 @@ impl FleetMember {
             }
         };
         state.valid_until = Some(started + self.settings.lease_ttl);
+        state.had_peers = !beat.peers.is_empty();
         let mut held: Owned = beat.leases.iter().cloned().collect();
         for lost in state.held.keys().filter(|c| !held.contains_key(*c)) {
-            warn!(cluster = %lost, "cluster lease lost (expired before it was renewed); dropping its session");
+            warn!(cluster = %lost, "cluster lease lost (taken over by another process); dropping its session");
         }
         self.note_peers(state, &beat);
         if (beat.drain_requested || self.drain.is_cancelled()) && !state.draining {
@@ -228,15 +232,21 @@ impl FleetMember {
             }
             held.clear();
         } else if settled {
+            // Shares are taken with every live peer counted (so nobody takes what a newcomer is
+            // about to take), but given up only to settled peers (so nothing is released to a
+            // process that will not take it for a while).
             let peers: Vec<&str> = beat.peers.iter().map(|p| p.id.as_str()).collect();
+            let settled_peers: Vec<&str> = beat
+                .peers
+                .iter()
+                .filter(|p| p.settled)
+                .map(|p| p.id.as_str())
+                .collect();
             let target = share(&self.me.id, &peers, self.clusters.len());
-            if held.len() > target {
-                let excess: Vec<String> = held
-                    .keys()
-                    .rev()
-                    .take(held.len() - target)
-                    .cloned()
-                    .collect();
+            let keep = share(&self.me.id, &settled_peers, self.clusters.len());
+            if held.len() > keep {
+                let excess: Vec<String> =
+                    held.keys().rev().take(held.len() - keep).cloned().collect();
                 for c in &excess {
                     held.remove(c);
                 }
@@ -245,7 +255,7 @@ impl FleetMember {
                 match self.store.fleet_release(&self.me.id, Some(&excess)).await {
                     Ok(_) => info!(
                         clusters = %excess.join(","),
-                        target,
+                        share = keep,
                         live = peers.len() + 1,
                         "handing clusters over to even out the fleet"
                     ),
@@ -278,11 +288,15 @@ impl FleetMember {
         self.publish(state, held);
     }
 
-    /// Without a renewal in time, every lease is past its expiry in the database too: drop all.
+    /// Without a renewal in time, every lease is past its expiry in the database too, and a peer
+    /// that still reaches the database may take them over: drop all. Alone in the fleet, keep the
+    /// sessions through a database outage (the ingest buffer holds the faults, as without a
+    /// fleet): nobody can take the leases without the database, and the next beat renews them.
     fn expire_if_late(&self, state: &mut State) {
-        if state
-            .valid_until
-            .is_some_and(|until| Instant::now() >= until)
+        if state.had_peers
+            && state
+                .valid_until
+                .is_some_and(|until| Instant::now() >= until)
             && !state.held.is_empty()
         {
             warn!(
@@ -351,6 +365,8 @@ async fn recv(sig: &mut Option<Signal>) -> Option<()> {
 struct State {
     held: Owned,
     valid_until: Option<Instant>,
+    /// Whether the last successful beat saw live peers.
+    had_peers: bool,
     draining: bool,
     differing: BTreeSet<String>,
     last_warn: Option<Instant>,

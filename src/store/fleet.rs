@@ -38,6 +38,8 @@ pub struct InstanceRecord {
 pub struct Peer {
     pub id: String,
     pub config_hash: String,
+    /// Joined at least one lease TTL ago (see `crate::fleet` on joining).
+    pub settled: bool,
 }
 
 /// What one heartbeat renewed and saw.
@@ -171,9 +173,10 @@ impl Store {
     }
 
     /// The heartbeat: one statement (one round trip) that marks this process alive, renews every
-    /// unexpired lease it holds by `ttl`, and reads the live peers and the number of free or
-    /// expired leases among `clusters`. A lease that expired before this beat is not renewed:
-    /// it is lost (another process may hold it already).
+    /// lease it still owns by `ttl`, and reads the live peers and the number of free or expired
+    /// leases among `clusters`. A lease that expired and was taken by another process has another
+    /// owner and a new epoch: it is lost. One that expired but was not taken (the database was
+    /// unreachable for everyone) is still ours: nobody else subscribed meanwhile.
     pub async fn fleet_beat(&self, id: &str, clusters: &[String], ttl: Duration) -> Result<Beat> {
         let ttl = secs(ttl, "lease TTL")?;
         let pool = self.fleet_pool()?;
@@ -182,11 +185,13 @@ impl Store {
                UPDATE fleet_instances SET heartbeat_at = now() WHERE id = $1 RETURNING draining \
              ), renewed AS ( \
                UPDATE cluster_leases SET expires_at = now() + $2 * interval '1 second' \
-               WHERE owner = $1 AND expires_at > now() RETURNING cluster, epoch \
+               WHERE owner = $1 RETURNING cluster, epoch \
              ) \
              SELECT 'lease' AS kind, cluster AS a, NULL::text AS b, epoch AS n FROM renewed \
              UNION ALL \
-             SELECT 'peer', id, config_hash, 0 FROM fleet_instances \
+             SELECT 'peer', id, config_hash, \
+               CASE WHEN started_at <= now() - $2 * interval '1 second' THEN 1 ELSE 0 END \
+               FROM fleet_instances \
                WHERE id <> $1 AND NOT draining AND stopped_at IS NULL \
                AND heartbeat_at > now() - $2 * interval '1 second' \
              UNION ALL \
@@ -210,6 +215,7 @@ impl Store {
                 "peer" => beat.peers.push(Peer {
                     id: row.get("a"),
                     config_hash: row.get("b"),
+                    settled: row.get::<i64, _>("n") == 1,
                 }),
                 "free" => beat.free = row.get("n"),
                 _ => {
@@ -423,7 +429,7 @@ pub(super) async fn check_fence(
     clusters.dedup();
     let held: Vec<(String, i64)> = sqlx::query_as(
         "SELECT cluster, epoch FROM cluster_leases WHERE cluster = ANY($1) AND owner = $2 \
-         AND expires_at > now() ORDER BY cluster FOR SHARE",
+         ORDER BY cluster FOR SHARE",
     )
     .bind(&clusters)
     .bind(&fence.owner)
