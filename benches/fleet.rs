@@ -121,15 +121,16 @@ async fn wait_until_divided(
         if h.len() == owners && h.values().sum::<usize>() == clusters && streams_ok {
             return start.elapsed();
         }
-        assert!(start.elapsed() < limit, "not divided within {limit:?}: {h:?}");
+        assert!(
+            start.elapsed() < limit,
+            "not divided within {limit:?}: {h:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 async fn transactions(url: &str) -> i64 {
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .expect("connecting");
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connecting");
     // Statistics are flushed by backends now and then: ask for a fresh snapshot.
     let _ = sqlx::query("SELECT pg_stat_clear_snapshot()")
         .execute(&mut conn)
@@ -209,7 +210,11 @@ async fn run() {
     )
     .await;
     let division = held(&observer).await;
-    eprintln!("divided after {} (since start {:?}): {division:?}", ms(first), started.elapsed());
+    eprintln!(
+        "divided after {} (since start {:?}): {division:?}",
+        ms(first),
+        started.elapsed()
+    );
 
     // Steady state: only the three membership tasks talk to the database.
     tokio::time::sleep(heartbeat * 2).await;
@@ -253,30 +258,30 @@ async fn run() {
 
     println!();
     println!(
-        "fleet: 3 members, {clusters_n} clusters on {servers} simulated servers, heartbeat {}, lease TTL {}",
+        "fleet: 3 members, {clusters_n} clusters on {servers} simulated servers, heartbeat {} ms, lease TTL {} ms",
         ms(heartbeat),
         ms(ttl)
     );
     println!("| measure | figure |");
     println!("|---|---|");
     println!(
-        "| first division (join + one-TTL settle + subscribe) | {} ({:?}) |",
+        "| first division (join + one-TTL settle + subscribe) | {} ms ({:?}) |",
         ms(first),
         division.values().collect::<Vec<_>>()
     );
     println!(
-        "| heartbeat load, steady state ({:.0} s window) | {qps:.2} transactions/s (expected 3 / {} = {expected:.2}) |",
+        "| heartbeat load, steady state ({:.0} s window) | {qps:.2} transactions/s (expected 3 / {} ms = {expected:.2}) |",
         elapsed,
         ms(heartbeat)
     );
     println!(
-        "| heartbeat statement, 1 member of 3, {} leases renewed | p50 {} / p99 {} |",
+        "| heartbeat statement, 1 member of 3, {} leases renewed | p50 {} ms / p99 {} ms |",
         clusters_n / 3,
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 0.99))
     );
     println!(
-        "| SIGKILL-like death → {} clusters owned and subscribed again | {} ({:?}) |",
+        "| SIGKILL-like death → {} clusters owned and subscribed again | {} ms ({:?}) |",
         division.values().next().copied().unwrap_or(0),
         ms(reown),
         after_death.values().collect::<Vec<_>>()

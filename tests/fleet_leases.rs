@@ -102,6 +102,7 @@ async fn leases_are_taken_once_renewed_taken_over_after_expiry_and_fence_late_wr
     for a in &over {
         assert_eq!(a.epoch, 2);
         assert_eq!(a.previous.as_deref(), Some("p1/boot"));
+        assert!(!a.handed_over, "taken over after expiry");
     }
     match one.record_faults_fenced(&[fault("x", "f4")]).await {
         Err(StoreError::InvalidFault { index: 0, .. }) => {}
@@ -123,6 +124,21 @@ async fn leases_are_taken_once_renewed_taken_over_after_expiry_and_fence_late_wr
     );
     let beat = one.fleet_beat("p1/boot", &clusters, ttl).await.unwrap();
     assert_eq!(beat.free, 1);
+    let handed = one
+        .fleet_acquire("p1/boot", &clusters, 1, ttl)
+        .await
+        .unwrap();
+    assert_eq!(handed.len(), 1);
+    assert_eq!(handed[0].cluster, "x");
+    assert_eq!(handed[0].epoch, 3);
+    assert_eq!(handed[0].previous.as_deref(), Some("p2/boot"));
+    assert!(handed[0].handed_over);
+    assert_eq!(
+        one.fleet_release("p1/boot", Some(&names(&["x"])))
+            .await
+            .unwrap(),
+        1
+    );
 
     // Drain requests reach the process at its next beat; a drained process is no peer.
     assert_eq!(

@@ -12,6 +12,7 @@ mod worker_support;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::TestDb;
@@ -34,7 +35,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 struct FleetRig {
     rig: Rig,
     db: TestDb,
-    sims: Vec<SimHandle>,
+    sims: Arc<Vec<SimHandle>>,
     procs: BTreeMap<String, Child>,
 }
 
@@ -56,7 +57,7 @@ impl FleetRig {
         Self {
             rig,
             db,
-            sims,
+            sims: Arc::new(sims),
             procs: BTreeMap::new(),
         }
     }
@@ -360,7 +361,7 @@ async fn three_processes_divide_the_clusters_and_take_over_after_sigkill_and_sig
         .await;
     let first = f.emit_round(1).await;
     // Each cluster was subscribed once, by one session, in the whole division.
-    for sim in &f.sims {
+    for sim in f.sims.iter() {
         assert_eq!(sim.subscriptions(), 1, "each cluster subscribed once");
         assert_eq!(sim.sessions_created(), 1, "no cluster moved while dividing");
     }
@@ -430,8 +431,15 @@ async fn a_joining_process_takes_a_fair_share_and_a_drained_one_hands_everything
     assert!(said.contains("drain requested: d/"), "{said}");
     f.wait_division(&[("a", 10), ("b", 10), ("c", 10)], "d drained")
         .await;
+    // The hand-over is in the logs of both sides.
     let d_log = std::fs::read_to_string(f.log("d")).unwrap();
     assert!(d_log.contains("draining"), "{d_log}");
+    assert!(d_log.contains("handed clusters over"), "{d_log}");
+    let takers: String = ["a", "b", "c"]
+        .iter()
+        .map(|n| std::fs::read_to_string(f.log(n)).unwrap())
+        .collect();
+    assert!(takers.contains("handed over"), "{takers}");
 
     // `status` shows the four processes and every cluster's owner.
     let out = cli(&["status", "--json"], &config, &f.db.url());
@@ -463,4 +471,118 @@ async fn a_joining_process_takes_a_fair_share_and_a_drained_one_hands_everything
         assert!(f.wait_exit(name).await.success(), "{}", f.logs());
     }
     f.check_limits(ids.len());
+}
+
+/// Emits a new distinct fault every `every`, round-robin over the clusters, each until one
+/// subscriber received it (a real server keeps reporting a persistent fault); returns the
+/// (cluster index, seed) of every fault emitted when `stop` is cancelled.
+fn steady_flow(
+    sims: Arc<Vec<SimHandle>>,
+    every: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<Vec<(usize, u64)>> {
+    tokio::spawn(async move {
+        let mut emitted = Vec::new();
+        let mut k = 0u64;
+        while !stop.is_cancelled() {
+            let i = (k as usize) % sims.len();
+            let seed = 10_000 + k;
+            let spec = FaultSpec::generate(i, seed);
+            let started = Instant::now();
+            loop {
+                let delivered = sims[i].emit_fault(&spec).await;
+                assert!(delivered <= 1, "cluster {i} has {delivered} subscribers");
+                if delivered == 1 {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < LIMIT,
+                    "cluster {i} had no subscriber for {LIMIT:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            emitted.push((i, seed));
+            k += 1;
+            tokio::time::sleep(every).await;
+        }
+        emitted
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_a_steady_fault_flow_records_every_fault_and_runs_each_once() {
+    let mut f = FleetRig::new().await;
+    for name in ["a", "b", "c"] {
+        f.start(name);
+    }
+    f.wait_division(&[("a", 10), ("b", 10), ("c", 10)], "10/10/10")
+        .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let flow = steady_flow(f.sims.clone(), Duration::from_millis(100), stop.clone());
+    for (name, others) in [("a", ["b", "c"]), ("b", ["a", "c"]), ("c", ["a", "b"])] {
+        f.signal(name, Signal::SIGTERM);
+        assert!(f.wait_exit(name).await.success(), "{}", f.logs());
+        f.wait_division(&[(others[0], 15), (others[1], 15)], "handed over")
+            .await;
+        f.start(name);
+        f.wait_division(&[("a", 10), ("b", 10), ("c", 10)], "back to 10/10/10")
+            .await;
+    }
+    stop.cancel();
+    let emitted = flow.await.unwrap();
+    assert!(
+        emitted.len() >= 30,
+        "the flow ran: {} faults",
+        emitted.len()
+    );
+
+    // Every fault is one incident with one occurrence, and each incident ran once.
+    let started = Instant::now();
+    let ids = loop {
+        let all = f
+            .store()
+            .list(&ListFilter {
+                limit: Some(10_000),
+                ..ListFilter::default()
+            })
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for (i, seed) in &emitted {
+            let fid = FaultSpec::generate(*i, *seed).fault_id(&format!("ctx-{i:02}"));
+            let found: Vec<_> = all.iter().filter(|inc| inc.fault_id == fid).collect();
+            assert!(
+                found.len() <= 1,
+                "fault {fid} opened {} incidents",
+                found.len()
+            );
+            if let Some(inc) = found.first() {
+                assert_eq!(inc.occurrences, 1, "fault {fid} was written once");
+                ids.push(inc.id);
+            }
+        }
+        if ids.len() == emitted.len() {
+            break ids;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "{} of {} faults recorded\n{}",
+            ids.len(),
+            emitted.len(),
+            f.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    f.wait_succeeded(&ids).await;
+    for name in ["a", "b", "c"] {
+        f.signal(name, Signal::SIGTERM);
+    }
+    for name in ["a", "b", "c"] {
+        assert!(f.wait_exit(name).await.success(), "{}", f.logs());
+    }
+    f.check_limits(ids.len());
+    eprintln!(
+        "rolling restart: {} faults, all recorded once and run once",
+        ids.len()
+    );
 }

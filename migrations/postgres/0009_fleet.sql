@@ -18,6 +18,7 @@ CREATE TABLE cluster_leases (
     cluster text PRIMARY KEY,
     owner text,                    -- fleet_instances.id, NULL when free
     epoch bigint NOT NULL DEFAULT 0,  -- fencing token: grows on every change of owner
-    expires_at timestamptz NOT NULL
+    expires_at timestamptz NOT NULL,
+    previous_owner text            -- who released it last (for the taker's log)
 );
 CREATE INDEX cluster_leases_owner ON cluster_leases (owner);

@@ -17,6 +17,7 @@ CREATE TABLE cluster_leases (
     cluster TEXT PRIMARY KEY,
     owner TEXT,
     epoch INTEGER NOT NULL DEFAULT 0,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    previous_owner TEXT
 );
 CREATE INDEX cluster_leases_owner ON cluster_leases (owner);

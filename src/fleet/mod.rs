@@ -208,6 +208,21 @@ impl FleetMember {
         state.valid_until = Some(started + self.settings.lease_ttl);
         state.had_peers = !beat.peers.is_empty();
         let mut held: Owned = beat.leases.iter().cloned().collect();
+        // Second phase of a hand-over: the sessions of these clusters stopped one beat ago, and
+        // what they received has been written meanwhile (still fenced as ours); free them now.
+        if !state.releasing.is_empty() {
+            let names: Vec<String> = state.releasing.keys().cloned().collect();
+            for n in &names {
+                held.remove(n);
+            }
+            match self.store.fleet_release(&self.me.id, Some(&names)).await {
+                Ok(n) => {
+                    info!(released = n, clusters = %names.join(","), "handed clusters over");
+                    state.releasing.clear();
+                }
+                Err(e) => state.warn_db("releasing leases", &e),
+            }
+        }
         for lost in state.held.keys().filter(|c| !held.contains_key(*c)) {
             warn!(cluster = %lost, "cluster lease lost (taken over by another process); dropping its session");
         }
@@ -222,15 +237,8 @@ impl FleetMember {
             );
         }
         if state.draining {
-            if !held.is_empty() {
-                // Sessions first, then the leases: no moment with two subscribers.
-                self.publish(state, Owned::new());
-                match self.store.fleet_release(&self.me.id, None).await {
-                    Ok(n) => info!(released = n, "handed clusters over (drain)"),
-                    Err(e) => state.warn_db("releasing leases", &e),
-                }
-            }
-            held.clear();
+            // First phase: stop the sessions now, free the leases at the next beat.
+            state.releasing.extend(std::mem::take(&mut held));
         } else if settled {
             // Shares are taken with every live peer counted (so nobody takes what a newcomer is
             // about to take), but given up only to settled peers (so nothing is released to a
@@ -247,19 +255,16 @@ impl FleetMember {
             if held.len() > keep {
                 let excess: Vec<String> =
                     held.keys().rev().take(held.len() - keep).cloned().collect();
-                for c in &excess {
-                    held.remove(c);
-                }
-                // Drop the sessions before the leases are free.
-                self.publish(state, held.clone());
-                match self.store.fleet_release(&self.me.id, Some(&excess)).await {
-                    Ok(_) => info!(
-                        clusters = %excess.join(","),
-                        share = keep,
-                        live = peers.len() + 1,
-                        "handing clusters over to even out the fleet"
-                    ),
-                    Err(e) => state.warn_db("releasing leases", &e),
+                info!(
+                    clusters = %excess.join(","),
+                    share = keep,
+                    live = peers.len() + 1,
+                    "handing clusters over to even out the fleet"
+                );
+                for c in excess {
+                    if let Some(epoch) = held.remove(&c) {
+                        state.releasing.insert(c, epoch);
+                    }
                 }
             } else if held.len() < target && beat.free > 0 {
                 let want = u32::try_from(target - held.len()).unwrap_or(u32::MAX);
@@ -271,9 +276,13 @@ impl FleetMember {
                     Ok(taken) => {
                         for a in taken {
                             match &a.previous {
-                                Some(prev) => {
-                                    info!(cluster = %a.cluster, epoch = a.epoch, from = %prev, "took the cluster over")
-                                }
+                                Some(prev) => info!(
+                                    cluster = %a.cluster,
+                                    epoch = a.epoch,
+                                    from = %prev,
+                                    how = if a.handed_over { "handed over" } else { "lease expired" },
+                                    "took the cluster over"
+                                ),
                                 None => {
                                     info!(cluster = %a.cluster, epoch = a.epoch, "took the cluster")
                                 }
@@ -303,6 +312,7 @@ impl FleetMember {
                 clusters = state.held.len(),
                 "cluster leases expired without renewal (database unreachable); dropping every session"
             );
+            state.releasing.clear();
             self.publish(state, Owned::new());
         }
     }
@@ -328,12 +338,20 @@ impl FleetMember {
         }
     }
 
+    /// Sessions follow `held`; the fence also covers the clusters being handed over, whose
+    /// last received faults are still being written.
     fn publish(&self, state: &mut State, held: Owned) {
-        if held != state.held {
+        let epochs: std::collections::HashMap<String, i64> = held
+            .iter()
+            .chain(state.releasing.iter())
+            .map(|(c, e)| (c.clone(), *e))
+            .collect();
+        if held != state.held || epochs != state.fenced {
             self.store.set_fence(Some(LeaseFence {
                 owner: self.me.id.clone(),
-                epochs: held.clone().into_iter().collect(),
+                epochs: epochs.clone(),
             }));
+            state.fenced = epochs;
             state.held = held.clone();
             self.owned.send_replace(held);
         }
@@ -343,6 +361,7 @@ impl FleetMember {
         // Faults received before the hand-over are still written by the writer's drain.
         self.store.set_fence(None);
         state.held.clear();
+        state.releasing.clear();
         self.owned.send_replace(Owned::new());
         match self.store.fleet_stop(&self.me.id).await {
             Ok(n) => info!(released = n, "left the fleet: clusters handed over"),
@@ -367,6 +386,10 @@ struct State {
     valid_until: Option<Instant>,
     /// Whether the last successful beat saw live peers.
     had_peers: bool,
+    /// Clusters whose sessions were stopped and whose leases are freed at the next beat.
+    releasing: Owned,
+    /// What the store's fence holds now.
+    fenced: std::collections::HashMap<String, i64>,
     draining: bool,
     differing: BTreeSet<String>,
     last_warn: Option<Instant>,

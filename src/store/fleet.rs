@@ -62,6 +62,8 @@ pub struct Acquired {
     pub epoch: i64,
     /// Who held it before (released or expired), if anyone ever did.
     pub previous: Option<String>,
+    /// True when it was released (handed over), false when its owner's lease expired.
+    pub handed_over: bool,
 }
 
 /// The leases a process believes it holds; fault writes of other clusters, or under an older
@@ -247,10 +249,11 @@ impl Store {
         let rows = sqlx::query(
             "UPDATE cluster_leases l SET owner = $1, epoch = l.epoch + 1, \
              expires_at = now() + $2 * interval '1 second' \
-             FROM (SELECT cluster, owner AS previous FROM cluster_leases \
+             FROM (SELECT cluster, COALESCE(owner, previous_owner) AS previous, \
+                   owner IS NULL AS released FROM cluster_leases \
                    WHERE cluster = ANY($3) AND (owner IS NULL OR expires_at <= now()) \
                    ORDER BY cluster LIMIT $4 FOR UPDATE SKIP LOCKED) f \
-             WHERE l.cluster = f.cluster RETURNING l.cluster, l.epoch, f.previous",
+             WHERE l.cluster = f.cluster RETURNING l.cluster, l.epoch, f.previous, f.released",
         )
         .bind(id)
         .bind(ttl)
@@ -265,6 +268,7 @@ impl Store {
                 cluster: r.get("cluster"),
                 epoch: r.get("epoch"),
                 previous: r.get("previous"),
+                handed_over: r.get("released"),
             })
             .collect())
     }
@@ -275,13 +279,13 @@ impl Store {
         let pool = self.fleet_pool()?;
         let done = match clusters {
             Some(names) => sqlx::query(
-                "UPDATE cluster_leases SET owner = NULL, expires_at = now() \
+                "UPDATE cluster_leases SET previous_owner = owner, owner = NULL, expires_at = now() \
                  WHERE owner = $1 AND cluster = ANY($2)",
             )
             .bind(id)
             .bind(names),
             None => sqlx::query(
-                "UPDATE cluster_leases SET owner = NULL, expires_at = now() WHERE owner = $1",
+                "UPDATE cluster_leases SET previous_owner = owner, owner = NULL, expires_at = now() WHERE owner = $1",
             )
             .bind(id),
         }
@@ -296,7 +300,7 @@ impl Store {
     pub async fn fleet_stop(&self, id: &str) -> Result<u64> {
         let pool = self.fleet_pool()?;
         let released: i64 = sqlx::query_scalar(
-            "WITH r AS (UPDATE cluster_leases SET owner = NULL, expires_at = now() \
+            "WITH r AS (UPDATE cluster_leases SET previous_owner = owner, owner = NULL, expires_at = now() \
                WHERE owner = $1 RETURNING 1), \
              s AS (UPDATE fleet_instances SET stopped_at = now() WHERE id = $1) \
              SELECT count(*) FROM r",
