@@ -52,7 +52,7 @@ async fn record_once(
     let new_ids = batch::new_ids(groups);
     let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
     if let Some(fence) = fence {
-        crate::store::fleet::check_fence(&mut *tx, fence, faults).await?;
+        crate::store::fleet::check_fence(&mut tx, fence, faults).await?;
     }
     let now = time::now();
 
