@@ -69,6 +69,11 @@ impl FleetRig {
     /// The configuration of process `instance`: the rig's stub agent, every cluster (named
     /// `brief-NN`, which the stub runs for 50 ms), fast reconnects and the test's fleet timing.
     fn write_config(&self, instance: &str) -> PathBuf {
+        self.write_config_for(instance, CLUSTERS)
+    }
+
+    /// The configuration with only the first `clusters` clusters.
+    fn write_config_for(&self, instance: &str, clusters_n: usize) -> PathBuf {
         let agent = &self.rig.config.agent;
         let quoted: Vec<String> = agent
             .command
@@ -76,7 +81,7 @@ impl FleetRig {
             .map(|a| serde_json::to_string(a).unwrap())
             .collect();
         let mut clusters = String::new();
-        for (i, sim) in self.sims.iter().enumerate() {
+        for (i, sim) in self.sims.iter().enumerate().take(clusters_n) {
             clusters.push_str(&format!(
                 "  - name: brief-{i:02}\n    mcp:\n      endpoint: {:?}\n    evidence:\n      enabled: false\n",
                 sim.endpoint()
@@ -124,7 +129,11 @@ clusters:
     }
 
     fn start(&mut self, instance: &str) {
-        let config = self.write_config(instance);
+        self.start_with(instance, CLUSTERS);
+    }
+
+    fn start_with(&mut self, instance: &str, clusters: usize) {
+        let config = self.write_config_for(instance, clusters);
         let child = nightcrier(
             &["run", "--config"],
             &config,
@@ -585,4 +594,86 @@ async fn a_rolling_restart_under_a_steady_fault_flow_records_every_fault_and_run
         "rolling restart: {} faults, all recorded once and run once",
         ids.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_with_another_configuration_says_so_and_takes_only_its_own_clusters() {
+    let mut f = FleetRig::new().await;
+    f.start("a");
+    f.wait_division(&[("a", 30)], "a alone").await;
+    // `e` is configured for the first 15 clusters only: another fingerprint.
+    f.start_with("e", 15);
+    let cli_config = f.write_config("cli");
+    let started = Instant::now();
+    loop {
+        let e_log = std::fs::read_to_string(f.log("e")).unwrap_or_default();
+        let a_log = std::fs::read_to_string(f.log("a")).unwrap_or_default();
+        let needle = "different cluster or agent configuration";
+        if e_log.contains(needle) && a_log.contains(needle) {
+            break;
+        }
+        assert!(started.elapsed() < LIMIT, "no warning\n{}", f.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = cli(&["status", "--json"], &cli_config, &f.db.url());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hashes: Vec<(String, String)> = report["fleet"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let name = i["id"]
+                .as_str()
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .to_string();
+            (name, i["config_hash"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let mine = report["fleet"]["config_hash"].as_str().unwrap();
+    for (name, hash) in &hashes {
+        assert_eq!(hash == mine, name == "a", "{hashes:?}");
+    }
+    let out = cli(&["status"], &cli_config, &f.db.url());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(differs)"));
+    // Not balanced against a: a keeps its 30 (nothing is given to a process that might not
+    // take it).
+    f.wait_division(&[("a", 30)], "a keeps all").await;
+
+    // a dies: e takes the 15 clusters it is configured for, and no other.
+    f.signal("a", Signal::SIGKILL);
+    f.wait_exit("a").await;
+    let started = Instant::now();
+    loop {
+        let owners = f.owners().await;
+        let e: Vec<&String> = owners
+            .iter()
+            .filter(|(_, o)| o.as_deref() == Some("e"))
+            .map(|(c, _)| c)
+            .collect();
+        let held = owners.values().filter(|o| o.is_some()).count();
+        if e.len() == 15 && held == 15 {
+            let expected: Vec<String> = (0..15).map(|i| format!("brief-{i:02}")).collect();
+            assert_eq!(e, expected.iter().collect::<Vec<_>>());
+            break;
+        }
+        assert!(
+            e.iter().all(|c| c.as_str() < "brief-15"),
+            "a cluster e is not configured for was taken: {owners:?}"
+        );
+        assert!(started.elapsed() < LIMIT, "{owners:?}\n{}", f.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for sim in f.sims.iter().take(15) {
+        assert_eq!(sim.attached_streams(), 1);
+    }
+    f.signal("e", Signal::SIGTERM);
+    assert!(f.wait_exit("e").await.success(), "{}", f.logs());
 }

@@ -242,11 +242,21 @@ impl FleetMember {
         } else if settled {
             // Shares are taken with every live peer counted (so nobody takes what a newcomer is
             // about to take), but given up only to settled peers (so nothing is released to a
-            // process that will not take it for a while).
-            let peers: Vec<&str> = beat.peers.iter().map(|p| p.id.as_str()).collect();
+            // process that will not take it for a while). Only peers with this configuration
+            // count: one configured for other clusters might never take what we give up, so
+            // processes of different configurations are not balanced against each other (each
+            // takes what is free among its own clusters).
+            let same = |p: &&crate::store::FleetPeer| p.config_hash == self.me.config_hash;
+            let peers: Vec<&str> = beat
+                .peers
+                .iter()
+                .filter(same)
+                .map(|p| p.id.as_str())
+                .collect();
             let settled_peers: Vec<&str> = beat
                 .peers
                 .iter()
+                .filter(same)
                 .filter(|p| p.settled)
                 .map(|p| p.id.as_str())
                 .collect();
