@@ -695,3 +695,22 @@ mod triage_tools_tests {
         assert!(says_nothing_to_investigate(&w), "{w:?}");
     }
 }
+
+#[cfg(test)]
+mod fleet_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_lease_ttl_shorter_than_two_beats_is_named() {
+        let mut c = Config::default();
+        assert!(validate(&c).is_ok(), "the defaults are valid");
+        c.fleet.heartbeat_interval = Duration::from_secs(2);
+        c.fleet.lease_ttl = Duration::from_secs(3);
+        let problems = validate(&c).expect_err("a TTL of 1.5 beats");
+        assert!(problems.iter().any(|p| p.key == "fleet.lease_ttl"));
+        c.fleet.heartbeat_interval = Duration::ZERO;
+        let problems = validate(&c).expect_err("a zero heartbeat");
+        assert!(problems.iter().any(|p| p.key == "fleet.heartbeat_interval"));
+    }
+}
