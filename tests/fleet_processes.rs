@@ -336,12 +336,22 @@ fn nightcrier(args: &[&str], config: &Path, database_url: &str, log: &Path) -> C
 
 /// A one-shot command (`status`, `drain`) against the fleet's database; output captured.
 fn cli(args: &[&str], config: &Path, database_url: &str) -> std::process::Output {
+    cli_env(args, config, database_url, &[])
+}
+
+fn cli_env(
+    args: &[&str],
+    config: &Path,
+    database_url: &str,
+    env: &[(&str, &Path)],
+) -> std::process::Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nightcrier"));
     for (k, _) in std::env::vars() {
         if k.starts_with("NIGHTCRIER_") {
             c.env_remove(k);
         }
     }
+    c.envs(env.iter().copied());
     c.args(args)
         .arg("--config")
         .arg(config)
@@ -473,6 +483,27 @@ async fn a_joining_process_takes_a_fair_share_and_a_drained_one_hands_everything
     );
 
     f.wait_succeeded(&ids).await;
+
+    // The fleet shares workspace_root: `tail` from any configuration reads a run's log. With a
+    // workspace_root of its own, `tail` names the process and host that has the log.
+    let id = ids[0].to_string();
+    let out = cli(&["tail", &id, "--no-follow"], &config, &f.db.url());
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("succeeded"), "{said}");
+    assert!(!said.contains("not in this workspace_root"), "{said}");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = cli_env(
+        &["tail", &id, "--no-follow"],
+        &config,
+        &f.db.url(),
+        &[("NIGHTCRIER_WORKSPACE_ROOT", elsewhere.path())],
+    );
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("ran on fleet instance"), "{said}");
+    assert!(said.contains("(host "), "{said}");
+
     for name in ["a", "b", "c", "d"] {
         f.signal(name, Signal::SIGTERM);
     }
