@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::{AgentRunner, DEFAULT_PREFLIGHT_TIMEOUT};
 use crate::config::Config;
+use crate::fleet::{FleetMember, FleetSettings};
 use crate::health::Health;
 use crate::http::{HttpServer, HttpState};
 use crate::ingest::{self, IngestWriter, WriterOptions};
@@ -248,6 +249,26 @@ impl App {
             Arc::new(runner.clone()),
             PoolSettings::from_config(&config),
         );
+        // A fleet on PostgreSQL: this process subscribes only to the clusters it leases.
+        let member = (config.fleet.enabled && store.backend() == "postgres").then(|| {
+            Arc::new(FleetMember::new(
+                store.clone(),
+                crate::fleet::instance_record(
+                    &config,
+                    pool.owner(),
+                    http.as_ref().map(|h| h.local_addr().to_string()),
+                ),
+                config.clusters.iter().map(|c| c.name.clone()).collect(),
+                FleetSettings::from_config(&config),
+            ))
+        });
+        let (fleet, pool) = match &member {
+            Some(m) => (
+                fleet.with_ownership(m.subscribe()),
+                pool.with_claims_stopped_by(m.stop_claiming_token()),
+            ),
+            None => (fleet, pool),
+        };
 
         let producers = CancellationToken::new();
         let writer_token = CancellationToken::new();
@@ -256,6 +277,16 @@ impl App {
         let mut tasks = JoinSet::new();
 
         let fleet_task = tokio::spawn(fleet.run(producers.clone()));
+        let member_token = CancellationToken::new();
+        let member_task = member.map(|m| {
+            let t = member_token.clone();
+            tokio::spawn(async move {
+                supervise("fleet", WRITER_RESTART_BACKOFF, t, move |tok| {
+                    m.clone().run(tok)
+                })
+                .await;
+            })
+        });
         let t = writer_token.clone();
         let writer_task = tokio::spawn(async move {
             supervise("ingest-writer", WRITER_RESTART_BACKOFF, t, move |tok| {
@@ -304,6 +335,14 @@ impl App {
         side.cancel();
         if let Err(e) = fleet_task.await {
             tracing::error!(error = %e, "MCP fleet task failed");
+        }
+        // Sessions are closed: now hand the leases over (before the writer's drain, which may
+        // take a while; what it writes was received while the leases were ours).
+        member_token.cancel();
+        if let Some(task) = member_task {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "fleet membership task failed");
+            }
         }
         if let Some(task) = intake_task {
             match task.await {

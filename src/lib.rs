@@ -14,6 +14,7 @@ pub mod demo;
 pub mod escape;
 pub mod evidence;
 pub mod fault;
+pub mod fleet;
 pub mod gocompat;
 pub mod health;
 pub mod http;

@@ -6,6 +6,7 @@
 
 mod config_cmd;
 mod costs;
+mod fleet;
 mod gocompat_cmd;
 mod incidents;
 mod output;
@@ -92,6 +93,12 @@ pub enum Command {
         /// One JSON object instead of tables.
         #[arg(long)]
         json: bool,
+    },
+    /// Ask a fleet process (by `worker.instance_name` or id) to hand its clusters over and stop
+    /// claiming incidents, e.g. before an upgrade; it then waits for SIGTERM.
+    Drain {
+        /// The instance name, or a full instance id as `status` shows it.
+        instance: String,
     },
     /// Agent runs, tokens and spend over a time span, grouped.
     Costs {
@@ -231,6 +238,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let loaded = load_config(&cli)?;
             let store = open_store(&loaded).await?;
             let code = status::run(&loaded.config, &store, *json).await;
+            store.close().await;
+            code
+        }
+        Command::Drain { instance } => {
+            let loaded = load_config(&cli)?;
+            let store = open_store(&loaded).await?;
+            let code = fleet::drain(&loaded.config, &store, instance).await;
             store.close().await;
             code
         }

@@ -20,6 +20,9 @@ pub struct StatusReport {
     pub recent_failures: Vec<Incident>,
     /// This hour's and today's agent runs and spend.
     pub spend: super::costs::Spend,
+    /// Processes and cluster owners of a fleet on PostgreSQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<super::fleet::FleetStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +73,7 @@ pub async fn gather(config: &Config, store: &Store) -> anyhow::Result<StatusRepo
         totals,
         recent_failures: failures,
         spend: super::costs::spend_now(store).await?,
+        fleet: super::fleet::gather(config, store).await?,
     })
 }
 
@@ -139,6 +143,9 @@ pub fn render(report: &StatusReport) -> String {
         }
     ));
     out.push_str(&super::costs::render_spend(&report.spend));
+    if let Some(fleet) = &report.fleet {
+        out.push_str(&super::fleet::render(fleet));
+    }
     if !report.recent_failures.is_empty() {
         out.push_str("\nrecent failures (24h):\n");
         let rows: Vec<Vec<String>> = report

@@ -37,6 +37,9 @@ pub async fn run(
     let mut stdout = std::io::stdout();
 
     if !follow {
+        if incident.status != IncidentStatus::Pending {
+            say_where_the_log_is(store, &ws, &path, &incident).await;
+        }
         copy_new(&ws, &path, &mut offset, &mut stdout).await?;
         notice(&format!(
             "incident {} is {}{}",
@@ -47,6 +50,9 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     }
 
+    if incident.status != IncidentStatus::Pending {
+        say_where_the_log_is(store, &ws, &path, &incident).await;
+    }
     let mut announced_pending = false;
     let mut last_status_check = tokio::time::Instant::now();
     loop {
@@ -88,6 +94,42 @@ pub async fn run(
                 announced_pending = false;
             }
         }
+    }
+}
+
+/// In a fleet with separate workspaces, a run's log is on the host of the process that ran it:
+/// when it is not here, say which process and host has it (from the run's lease owner and the
+/// fleet registry) instead of printing nothing.
+async fn say_where_the_log_is(store: &Store, ws: &Workspace, path: &Path, incident: &Incident) {
+    if !matches!(ws.open_file(path), Ok(FileEntry::Missing)) || store.backend() != "postgres" {
+        return;
+    }
+    let Some(run) = store
+        .agent_runs(incident.id)
+        .await
+        .ok()
+        .and_then(|runs| runs.into_iter().last())
+    else {
+        return;
+    };
+    // Only who and where matter here, not liveness: any TTL will do.
+    let instance = match store.fleet_status(Duration::from_secs(60)).await {
+        Ok((instances, _)) => instances.into_iter().find(|i| i.id == run.worker),
+        Err(_) => None,
+    };
+    match instance {
+        Some(i) => notice(&format!(
+            "the agent log is not in this workspace_root: attempt {} ran on fleet instance {} \
+             (host {}, HTTP {}); read it there, or share workspace_root between the fleet's hosts",
+            run.attempt,
+            i.id,
+            i.host,
+            i.http_addr.as_deref().unwrap_or("off"),
+        )),
+        None => notice(&format!(
+            "the agent log is not in this workspace_root: attempt {} ran on {}",
+            run.attempt, run.worker
+        )),
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Config {
     pub budgets: BudgetsConfig,
     /// Receivers of alerts from other systems (Prometheus Alertmanager, Grafana).
     pub intake: IntakeConfig,
+    /// Several processes on one PostgreSQL dividing the clusters between them.
+    pub fleet: FleetConfig,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             pricing: PricingConfig::default(),
             budgets: BudgetsConfig::default(),
             intake: IntakeConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 }
@@ -766,6 +769,32 @@ impl Default for AlertMappingConfig {
             fault_type_label: "alertname".into(),
             severity_label: "severity".into(),
             default_severity: "warning".into(),
+        }
+    }
+}
+
+/// `fleet.*`: cluster leases among the processes sharing one PostgreSQL (ignored on SQLite,
+/// where the one process owns every cluster).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// Lease clusters through the database so each is subscribed by one process; off: every
+    /// process subscribes to every configured cluster (as before fleets existed).
+    pub enabled: bool,
+    /// How often a process renews its leases (one statement per beat).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A lease not renewed for this long is taken over; a process silent for this long is dead.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            heartbeat_interval: Duration::from_secs(2),
+            lease_ttl: Duration::from_secs(10),
         }
     }
 }

@@ -129,6 +129,14 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
         );
     }
     ck.positive("worker.max_attempts", w.max_attempts.into());
+    let f = &c.fleet;
+    ck.nonzero("fleet.heartbeat_interval", f.heartbeat_interval);
+    if f.lease_ttl < f.heartbeat_interval * 2 {
+        ck.fail(
+            "fleet.lease_ttl",
+            "must be at least twice fleet.heartbeat_interval, or leases expire between beats",
+        );
+    }
     if let Some(name) = &w.instance_name {
         if name.is_empty() || name.contains('/') {
             ck.fail(
@@ -693,5 +701,24 @@ mod triage_tools_tests {
         let w = warnings(Some(dir.path().join("missing")), false, true);
         assert!(w.iter().any(|w| w.contains("does not exist")), "{w:?}");
         assert!(says_nothing_to_investigate(&w), "{w:?}");
+    }
+}
+
+#[cfg(test)]
+mod fleet_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_lease_ttl_shorter_than_two_beats_is_named() {
+        let mut c = Config::default();
+        assert!(validate(&c).is_ok(), "the defaults are valid");
+        c.fleet.heartbeat_interval = Duration::from_secs(2);
+        c.fleet.lease_ttl = Duration::from_secs(3);
+        let problems = validate(&c).expect_err("a TTL of 1.5 beats");
+        assert!(problems.iter().any(|p| p.key == "fleet.lease_ttl"));
+        c.fleet.heartbeat_interval = Duration::ZERO;
+        let problems = validate(&c).expect_err("a zero heartbeat");
+        assert!(problems.iter().any(|p| p.key == "fleet.heartbeat_interval"));
     }
 }

@@ -2,11 +2,17 @@
 //!
 //! A panic in one cluster's supervisor is logged with the cluster's name and that supervisor
 //! alone is started again after a backoff; the process and the other clusters go on.
+//!
+//! In a fleet of processes (`crate::fleet`), only the clusters this process holds a lease on are
+//! supervised: a watch channel of held clusters starts and stops supervisors as it changes, and a
+//! cluster whose lease is lost has its session stopped (and DELETEd) at once.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -23,6 +29,8 @@ pub struct McpFleet {
     reconnect: ReconnectConfig,
     client: reqwest::Client,
     sink: Arc<dyn FaultSink>,
+    /// The clusters this process holds (with their lease epochs), in a fleet; `None`: all.
+    owned: Option<watch::Receiver<BTreeMap<String, i64>>>,
 }
 
 impl McpFleet {
@@ -38,11 +46,21 @@ impl McpFleet {
             reconnect,
             client,
             sink,
+            owned: None,
         }
+    }
+
+    /// Supervises only the configured clusters named in `owned`, following its changes.
+    pub fn with_ownership(mut self, owned: watch::Receiver<BTreeMap<String, i64>>) -> Self {
+        self.owned = Some(owned);
+        self
     }
 
     /// Runs every supervisor until `cancel`; sessions are DELETEd on the way out.
     pub async fn run(self, cancel: CancellationToken) {
+        if let Some(owned) = self.owned.clone() {
+            return self.run_owned(owned, cancel).await;
+        }
         let mut tasks = JoinSet::new();
         for cluster in self.clusters {
             tasks.spawn(supervise(
@@ -52,6 +70,66 @@ impl McpFleet {
                 self.sink.clone(),
                 cancel.clone(),
             ));
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn run_owned(
+        self,
+        mut owned: watch::Receiver<BTreeMap<String, i64>>,
+        cancel: CancellationToken,
+    ) {
+        let configured: HashMap<String, ClusterConfig> = self
+            .clusters
+            .iter()
+            .map(|c| (c.name.clone(), c.clone()))
+            .collect();
+        let mut running: HashMap<String, CancellationToken> = HashMap::new();
+        let mut tasks = JoinSet::new();
+        loop {
+            let want: Vec<String> = owned
+                .borrow_and_update()
+                .keys()
+                .filter(|name| configured.contains_key(*name))
+                .cloned()
+                .collect();
+            running.retain(|name, token| {
+                let keep = want.contains(name);
+                if !keep {
+                    tracing::info!(cluster = %name, "cluster no longer held by this process; stopping its session");
+                    token.cancel();
+                }
+                keep
+            });
+            for name in want {
+                if running.contains_key(&name) {
+                    continue;
+                }
+                let Some(cluster) = configured.get(&name) else {
+                    continue;
+                };
+                let token = cancel.child_token();
+                tracing::info!(cluster = %name, "cluster held by this process; subscribing");
+                tasks.spawn(supervise(
+                    cluster.clone(),
+                    self.reconnect,
+                    self.client.clone(),
+                    self.sink.clone(),
+                    token.clone(),
+                ));
+                running.insert(name, token);
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                changed = owned.changed() => {
+                    if changed.is_err() {
+                        // The fleet task is gone (shutting down): keep what runs until `cancel`.
+                        cancel.cancelled().await;
+                        break;
+                    }
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
         }
         while tasks.join_next().await.is_some() {}
     }

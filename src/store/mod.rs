@@ -149,6 +149,8 @@ struct Inner {
     budgets: std::sync::RwLock<Arc<budgets::BudgetPolicy>>,
     /// Coalescing of related faults ([`Store::set_related_window`]); `None`: off.
     related_window: std::sync::RwLock<Option<Duration>>,
+    /// The leases this process holds, checked by `record_faults_fenced` (fleet on PostgreSQL).
+    fence: std::sync::RwLock<Option<Arc<fleet::LeaseFence>>>,
 }
 
 impl Drop for Inner {
@@ -220,6 +222,10 @@ pub use budgets::{Budget, BudgetPolicy};
 
 pub(crate) mod page;
 pub use page::{Cursor, Page, PageOrder, PageQuery, MAX_PAGE_SIZE};
+mod fleet;
+pub use fleet::{
+    Acquired, Beat, InstanceRecord, InstanceRow, LeaseFence, LeaseRow, Peer as FleetPeer,
+};
 
 impl Store {
     /// Opens the pool (creating a SQLite file and its parent directory) and applies migrations.
@@ -249,6 +255,7 @@ impl Store {
                 listener,
                 budgets: std::sync::RwLock::default(),
                 related_window: std::sync::RwLock::default(),
+                fence: std::sync::RwLock::default(),
             }),
         };
         store.migrate().await?;
@@ -345,6 +352,41 @@ impl Store {
             .transpose()
             .map_err(|_| StoreError::InvalidInput("dedup related window is too large".into()))?;
         let recorded = dispatch!(self.record_faults(faults, &groups, cooldown, window))?;
+        if recorded
+            .iter()
+            .any(|r| r.created && r.status == IncidentStatus::Pending)
+        {
+            self.wake();
+        }
+        Ok(recorded)
+    }
+
+    /// [`Store::record_faults`] for the faults of this process's own MCP sessions: with a fence
+    /// installed ([`Store::set_fence`], a fleet on PostgreSQL), the transaction first checks
+    /// (and holds) the leases of the batch's clusters, and fails with
+    /// [`StoreError::InvalidFault`] naming the first fault whose cluster this process no longer
+    /// holds under the fenced epoch; nothing is written then. Without a fence it is
+    /// `record_faults`.
+    pub async fn record_faults_fenced(&self, faults: &[ReceivedFault]) -> Result<Vec<Recorded>> {
+        let Some(fence) = self.fence() else {
+            return self.record_faults(faults).await;
+        };
+        if faults.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Backend::Postgres(pool) = &self.inner.backend else {
+            return self.record_faults(faults).await;
+        };
+        let groups = batch::group(faults)?;
+        let cooldown = chrono::Duration::from_std(self.inner.cooldown)
+            .map_err(|_| StoreError::InvalidInput("dedup cooldown is too large".into()))?;
+        let window = self
+            .related_window()
+            .map(chrono::Duration::from_std)
+            .transpose()
+            .map_err(|_| StoreError::InvalidInput("dedup related window is too large".into()))?;
+        let recorded =
+            postgres::record_faults_fenced(pool, faults, &groups, cooldown, window, &fence).await?;
         if recorded
             .iter()
             .any(|r| r.created && r.status == IncidentStatus::Pending)

@@ -50,6 +50,8 @@ pub struct WorkerPool<R: IncidentRunner> {
     /// The soft stop of [`WorkerPool::run`]; checked before every claim so that a stop that
     /// arrives during a claim pass ends the pass.
     stop: CancellationToken,
+    /// Cancelled when this process drains out of a fleet: running agents go on, no new claims.
+    no_claims: CancellationToken,
     last_warn: Option<Instant>,
 }
 
@@ -70,8 +72,15 @@ impl<R: IncidentRunner> WorkerPool<R> {
             free_slots,
             reconciled: false,
             stop: CancellationToken::new(),
+            no_claims: CancellationToken::new(),
             last_warn: None,
         }
+    }
+
+    /// Stops claiming (for good) once `token` is cancelled: a drained fleet process.
+    pub fn with_claims_stopped_by(mut self, token: CancellationToken) -> Self {
+        self.no_claims = token;
+        self
     }
 
     pub fn owner(&self) -> &str {
@@ -103,7 +112,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
     pub async fn dispatch_once(&mut self) -> Result<usize, StoreError> {
         let limits = self.deps.settings.claim_limits();
         let mut claimed = 0;
-        while !self.stop.is_cancelled() {
+        while !self.stop.is_cancelled() && !self.no_claims.is_cancelled() {
             let Some(slot) = self.free_slots.pop() else {
                 break;
             };

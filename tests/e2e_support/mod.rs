@@ -148,6 +148,9 @@ impl Setup {
             },
             "http": {"listen": self.http_listen},
             "dedup": {"related_window": d(self.related_window)},
+            // PostgreSQL fleets divide the clusters; short timings so tests need not wait for
+            // the default 10 s settle and take-over (ignored on SQLite).
+            "fleet": {"heartbeat_interval": "200ms", "lease_ttl": "1s"},
             "clusters": clusters,
         });
         serde_yaml_ng::to_string(&doc).expect("YAML")

@@ -137,9 +137,9 @@ impl IngestWriter {
             let result = match stop {
                 // While running, an attempt in flight is let finish: cutting it could leave its
                 // outcome unknown.
-                Stop::Cancel(_) => self.store.record_faults(faults).await,
+                Stop::Cancel(_) => self.store.record_faults_fenced(faults).await,
                 Stop::Deadline(_) => tokio::select! {
-                    r = self.store.record_faults(faults) => r,
+                    r = self.store.record_faults_fenced(faults) => r,
                     _ = stop.reached() => return Attempt::Stopped,
                 },
             };

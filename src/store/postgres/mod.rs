@@ -25,7 +25,7 @@ pub(super) use costs::*;
 pub(super) use listener::spawn_listener;
 pub(super) use page::incident_page;
 pub(super) use queue::*;
-pub(super) use record::record_faults;
+pub(super) use record::{record_faults, record_faults_fenced};
 pub(super) use reporting::*;
 pub(super) use resolve::resolve_open;
 

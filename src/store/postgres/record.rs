@@ -17,7 +17,7 @@ use super::{notify_pending, rows, with_retry};
 use crate::fault::ReceivedFault;
 use crate::incident::IncidentStatus;
 use crate::store::batch::{self, Attach, Candidates, Existing, Group, Target};
-use crate::store::{time, Recorded, Result, StoreError};
+use crate::store::{time, LeaseFence, Recorded, Result, StoreError};
 
 const CTX: &str = "recording faults";
 
@@ -28,7 +28,20 @@ pub(in crate::store) async fn record_faults(
     cooldown: chrono::Duration,
     related_window: Option<chrono::Duration>,
 ) -> Result<Vec<Recorded>> {
-    with_retry(|| record_once(pool, faults, groups, cooldown, related_window)).await
+    with_retry(|| record_once(pool, faults, groups, cooldown, related_window, None)).await
+}
+
+/// [`record_faults`] that first checks and holds the leases `fence` names (see
+/// `Store::record_faults_fenced`).
+pub(in crate::store) async fn record_faults_fenced(
+    pool: &PgPool,
+    faults: &[ReceivedFault],
+    groups: &[Group],
+    cooldown: chrono::Duration,
+    related_window: Option<chrono::Duration>,
+    fence: &LeaseFence,
+) -> Result<Vec<Recorded>> {
+    with_retry(|| record_once(pool, faults, groups, cooldown, related_window, Some(fence))).await
 }
 
 async fn record_once(
@@ -37,9 +50,13 @@ async fn record_once(
     groups: &[Group],
     cooldown: chrono::Duration,
     related_window: Option<chrono::Duration>,
+    fence: Option<&LeaseFence>,
 ) -> Result<Vec<Recorded>> {
     let new_ids = batch::new_ids(groups);
     let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
+    if let Some(fence) = fence {
+        crate::store::fleet::check_fence(&mut tx, fence, faults).await?;
+    }
     let now = time::now();
 
     // 1. Every incident the groups could attach to.
