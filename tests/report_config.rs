@@ -33,7 +33,7 @@ fn check(yaml: &str) -> (bool, String) {
 #[test]
 fn the_webhook_url_is_redacted_and_defaults_are_shown() {
     let (ok, out) = check(
-        "notifications:\n  slack:\n    webhook_url: https://hooks.slack.com/services/T1/B2/SeCrEtToKeN\n",
+        "reporting:\n  base_url: https://nightcrier.example.com\nnotifications:\n  slack:\n    webhook_url: https://hooks.slack.com/services/T1/B2/SeCrEtToKeN\n",
     );
     assert!(ok, "{out}");
     assert!(!out.contains("SeCrEtToKeN"), "{out}");

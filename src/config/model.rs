@@ -570,14 +570,40 @@ impl Default for NotificationsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
-    /// The incoming-webhook URL; it is a credential.
-    pub webhook_url: Secret,
+    /// The incoming-webhook URL; it is a credential. Either this or `bot_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<Secret>,
     /// Bound on one POST.
     #[serde(default = "default_slack_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Attempts per message (5xx, 429, network errors are retried with backoff).
     #[serde(default = "default_slack_max_attempts")]
     pub max_attempts: u32,
+    /// Slack app mode (instead of the webhook): a bot token (`xoxb-...`) with the `chat:write`
+    /// scope, plus `channels:history` / `groups:history` to find a parent message whose post
+    /// was not confirmed. One thread per incident, its parent updated in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_token: Option<Secret>,
+    /// App mode: the channel ID (or name) of every cluster not in `channels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// App mode: a channel per cluster name, overriding `channel`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channels: BTreeMap<String, String>,
+    /// App mode: incidents of these severities get their parent message when they open;
+    /// others when their run ends. Empty (the default): at run end only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_on_open: Vec<String>,
+    /// App mode: failed and timed-out runs are posted (with the reason) in their thread.
+    #[serde(default = "default_true")]
+    pub notify_on_failure: bool,
+    /// App mode: the Web API's base URL.
+    #[serde(default = "default_slack_api_url")]
+    pub api_url: String,
+}
+
+fn default_slack_api_url() -> String {
+    "https://slack.com/api".to_string()
 }
 
 fn default_slack_timeout() -> Duration {
@@ -590,9 +616,25 @@ fn default_slack_max_attempts() -> u32 {
 impl SlackConfig {
     pub fn new(webhook_url: impl Into<String>) -> Self {
         Self {
-            webhook_url: Secret::new(webhook_url),
+            webhook_url: Some(Secret::new(webhook_url)),
             timeout: default_slack_timeout(),
             max_attempts: default_slack_max_attempts(),
+            bot_token: None,
+            channel: None,
+            channels: BTreeMap::new(),
+            post_on_open: Vec::new(),
+            notify_on_failure: true,
+            api_url: default_slack_api_url(),
+        }
+    }
+
+    /// App mode with this bot token and default channel.
+    pub fn app(bot_token: impl Into<String>, channel: impl Into<String>) -> Self {
+        Self {
+            webhook_url: None,
+            bot_token: Some(Secret::new(bot_token)),
+            channel: Some(channel.into()),
+            ..Self::new("")
         }
     }
 }

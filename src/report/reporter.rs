@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::blocks::RunFacts;
 use super::breaker::{Breaker, FailedRun, Transition};
 use super::message::{self, Links};
 use super::render::render_page_with;
 use super::slack::{NotifyError, SlackNotifier};
+use super::slack_app::{Delivery, SlackApp};
 use super::summary::{summarize, Summary};
 use crate::agent::{AgentError, Bounded, Workspace};
 use crate::config::Config;
@@ -26,6 +28,8 @@ pub use crate::agent::MAX_REPORT_BYTES;
 pub enum ReportError {
     #[error("notifications.slack: {0}")]
     Slack(#[from] NotifyError),
+    #[error("notifications.slack: {0}")]
+    SlackApp(#[from] super::slack_app::ApiError),
     #[cfg(feature = "object-storage")]
     #[error(transparent)]
     Artifacts(#[from] super::artifacts::ArtifactError),
@@ -86,6 +90,8 @@ pub struct Reporter {
     store: Store,
     settings: ReporterSettings,
     slack: Option<SlackNotifier>,
+    /// Slack app mode (one thread per incident), instead of `slack`.
+    slack_app: Option<SlackApp>,
     #[cfg(feature = "object-storage")]
     artifacts: Option<super::artifacts::ArtifactStore>,
     breaker: Breaker,
@@ -100,6 +106,7 @@ impl Reporter {
             store,
             settings,
             slack: None,
+            slack_app: None,
             #[cfg(feature = "object-storage")]
             artifacts: None,
             breaker,
@@ -129,7 +136,10 @@ impl Reporter {
         let mut r =
             Self::new(store, ReporterSettings::from_config(c)).with_cluster_context(&c.clusters);
         if let Some(slack) = &c.notifications.slack {
-            r = r.with_slack(SlackNotifier::from_config(slack)?);
+            r = match SlackApp::from_config(slack)? {
+                Some(app) => r.with_slack_app(app),
+                None => r.with_slack(SlackNotifier::from_config(slack)?),
+            };
         }
         #[cfg(feature = "object-storage")]
         if let Some(a) = &c.reporting.artifacts {
@@ -140,6 +150,12 @@ impl Reporter {
 
     pub fn with_slack(mut self, slack: SlackNotifier) -> Self {
         self.slack = Some(slack);
+        self
+    }
+
+    /// Slack app mode: incident threads through the Web API.
+    pub fn with_slack_app(mut self, app: SlackApp) -> Self {
+        self.slack_app = Some(app);
         self
     }
 
@@ -194,6 +210,15 @@ impl Reporter {
     /// Reports every finished, unreported run (one batch), oldest first.
     pub async fn run_once(&mut self) -> Result<ReportCounts, StoreError> {
         let mut counts = ReportCounts::default();
+        if let Some(app) = &self.slack_app {
+            counts.notified += app
+                .sync(
+                    &self.store,
+                    self.settings.base_url.as_deref(),
+                    &self.cluster_context,
+                )
+                .await?;
+        }
         let batch = self
             .store
             .unreported_finished(self.settings.batch.max(1))
@@ -201,10 +226,7 @@ impl Reporter {
         for incident in batch {
             let done = match incident.status {
                 IncidentStatus::Succeeded => self.report_success(&incident, &mut counts).await?,
-                _ => {
-                    self.report_failure(&incident, &mut counts).await;
-                    true
-                }
+                _ => self.report_failure(&incident, &mut counts).await,
             };
             if done {
                 self.store
@@ -227,6 +249,7 @@ impl Reporter {
         let ws = Workspace::new(&self.settings.workspace_root, incident.id);
         let usage = self.latest_usage(incident).await;
         let usage_rows = super::cost::usage_rows(usage.as_ref());
+        let mut report_text = None;
         let summary = match read_report(&ws).await {
             Ok(markdown) => {
                 let page = render_page_with(incident, &markdown, &usage_rows);
@@ -241,7 +264,9 @@ impl Reporter {
                         remove_html(&ws).await;
                     }
                 }
-                summarize(&markdown)
+                let summary = summarize(&markdown);
+                report_text = Some(markdown);
+                summary
             }
             Err(e) => {
                 tracing::warn!(
@@ -252,7 +277,12 @@ impl Reporter {
             }
         };
         // The agent's verdict.json, when present, states the cause for machines: it wins.
-        let summary = match super::verdict::read(ws.dir()) {
+        let verdict = super::verdict::read(ws.dir());
+        let evidence = verdict
+            .as_ref()
+            .map(|v| v.evidence.clone())
+            .unwrap_or_default();
+        let summary = match verdict {
             Some(v) if v.root_cause.is_some() => Summary {
                 root_cause: v.root_cause.as_deref().map(super::summary::truncate),
                 confidence: v.confidence.or(summary.confidence),
@@ -279,6 +309,16 @@ impl Reporter {
             )
             .await;
         }
+        if self.slack_app.is_some() {
+            let facts = RunFacts {
+                cost: cost_of(usage.as_ref()),
+                summary,
+                failure: None,
+                report: report_text,
+                evidence,
+            };
+            return Ok(self.notify_app(incident, &facts, &links, counts).await);
+        }
         let mut msg = message::success(incident, &summary, &links);
         if let Some(pairs) = self.cluster_context.get(&incident.cluster) {
             message::add_cluster_context(&mut msg, pairs);
@@ -303,7 +343,8 @@ impl Reporter {
         }
     }
 
-    async fn report_failure(&mut self, incident: &Incident, counts: &mut ReportCounts) {
+    /// `false`: left for a later pass.
+    async fn report_failure(&mut self, incident: &Incident, counts: &mut ReportCounts) -> bool {
         let reason = incident
             .failure_reason
             .clone()
@@ -311,7 +352,7 @@ impl Reporter {
         let run = FailedRun {
             incident_id: incident.id,
             cluster: incident.cluster.clone(),
-            reason,
+            reason: reason.clone(),
         };
         if let Some(Transition::Degraded { consecutive, last }) = self.breaker.on_failure(run) {
             metrics::gauge!("nightcrier_triage_degraded").set(1.0);
@@ -322,6 +363,61 @@ impl Reporter {
             let payload = message::degraded(consecutive, &last, self.settings.base_url.as_deref());
             self.notify("degraded", incident, &payload, counts).await;
         }
+        if self.slack_app.is_some() {
+            let facts = RunFacts {
+                cost: cost_of(self.latest_usage(incident).await.as_ref()),
+                failure: Some(reason),
+                ..RunFacts::default()
+            };
+            let links = Links::for_incident(self.settings.base_url.as_deref(), incident);
+            return self.notify_app(incident, &facts, &links, counts).await;
+        }
+        true
+    }
+
+    /// Slack app mode: the run's result in the incident's thread. `false`: another process is
+    /// posting the parent; left for a later pass.
+    async fn notify_app(
+        &self,
+        incident: &Incident,
+        facts: &RunFacts,
+        links: &Links,
+        counts: &mut ReportCounts,
+    ) -> bool {
+        let Some(app) = &self.slack_app else {
+            return true;
+        };
+        let ctx = self
+            .cluster_context
+            .get(&incident.cluster)
+            .map_or(&[][..], Vec::as_slice);
+        let kind = if facts.failure.is_some() {
+            "failure"
+        } else {
+            "success"
+        };
+        match app
+            .run_ended(&self.store, incident, facts, links, ctx)
+            .await
+        {
+            Ok(Delivery::Done) => {
+                counts.notified += 1;
+                metrics::counter!("nightcrier_notifications_total", "kind" => kind, "result" => "sent")
+                    .increment(1);
+                true
+            }
+            Ok(Delivery::Busy) => {
+                counts.deferred += 1;
+                false
+            }
+            Err(e) => {
+                counts.notify_failed += 1;
+                metrics::counter!("nightcrier_notifications_total", "kind" => kind, "result" => "failed")
+                    .increment(1);
+                app.log_failure(incident, kind, &e);
+                true
+            }
+        }
     }
 
     async fn notify(
@@ -331,6 +427,16 @@ impl Reporter {
         payload: &serde_json::Value,
         counts: &mut ReportCounts,
     ) {
+        if let (None, Some(app)) = (&self.slack, &self.slack_app) {
+            match app.post_alert(&incident.cluster, payload).await {
+                Ok(()) => counts.notified += 1,
+                Err(e) => {
+                    counts.notify_failed += 1;
+                    app.log_failure(incident, kind, &e);
+                }
+            }
+            return;
+        }
         let Some(slack) = &self.slack else { return };
         match slack.send(payload).await {
             Ok(_) => {
@@ -442,4 +548,12 @@ async fn write_html(ws: &Workspace, html: &str) -> Result<(), AgentError> {
     tokio::task::spawn_blocking(move || ws.write(&html_report_file(&ws), html.as_bytes()))
         .await
         .map_err(|e| AgentError::workspace("investigation.html")(std::io::Error::other(e)))?
+}
+
+/// The run's cost as the parent message shows it.
+fn cost_of(usage: Option<&crate::accounting::RunUsage>) -> Option<String> {
+    super::cost::usage_rows(usage)
+        .into_iter()
+        .next()
+        .map(|(_, v)| v)
 }

@@ -216,6 +216,9 @@ pub use costs::{CostGroup, CostKey, MAX_COST_IDS};
 mod budgets;
 pub use budgets::{Budget, BudgetPolicy};
 
+mod slack;
+pub use slack::{SlackProgress, SlackThread, MAX_SLACK_PAGE, MAX_SLACK_SEVERITIES};
+
 impl Store {
     /// Opens the pool (creating a SQLite file and its parent directory) and applies migrations.
     pub async fn connect(opts: StoreOptions) -> Result<Store> {

@@ -7,6 +7,7 @@ mod record;
 mod reporting;
 mod resolve;
 mod rows;
+mod slack;
 
 use std::str::FromStr;
 
@@ -21,6 +22,7 @@ pub(super) use queue::*;
 pub(super) use record::record_faults;
 pub(super) use reporting::*;
 pub(super) use resolve::resolve_open;
+pub(super) use slack::*;
 
 use super::{time, ListFilter, Result, StatusCount, StoreError, StoreOptions};
 use crate::config::DatabaseUrl;
