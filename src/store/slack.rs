@@ -57,7 +57,8 @@ impl Store {
     }
 
     /// Claims the parent post of `id` for `owner` in `channel`: `true` when this call created
-    /// the thread row (the caller posts), `false` when a row existed (read it).
+    /// the thread row (the caller posts), `false` when a row existed (read it) or the incident
+    /// does not exist. The parent shows the occurrences of this moment: they count as told.
     pub async fn claim_slack_thread(&self, id: Uuid, channel: &str, owner: &str) -> Result<bool> {
         if channel.is_empty() {
             return Err(StoreError::InvalidInput("empty Slack channel".into()));

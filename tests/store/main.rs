@@ -12,6 +12,7 @@ mod gocompat;
 mod queue;
 mod reporting;
 mod resolve;
+mod slack;
 mod specific;
 
 use std::time::Duration;

@@ -47,13 +47,15 @@ pub(in crate::store) async fn claim_slack_thread(
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let done = sqlx::query(
-        "INSERT INTO slack_threads (incident_id, channel, claim_owner, claimed_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (incident_id) DO NOTHING",
+        "INSERT INTO slack_threads \
+           (incident_id, channel, claim_owner, claimed_at, posted_occurrences) \
+         SELECT id, $1, $2, $3, occurrences FROM incidents WHERE id = $4 \
+         ON CONFLICT (incident_id) DO NOTHING",
     )
-    .bind(id)
     .bind(channel)
     .bind(owner)
     .bind(now)
+    .bind(id)
     .execute(pool)
     .await
     .map_err(StoreError::db("claiming a Slack thread"))?;

@@ -52,13 +52,15 @@ pub(in crate::store) async fn claim_slack_thread(
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let done = sqlx::query(
-        "INSERT INTO slack_threads (incident_id, channel, claim_owner, claimed_at) \
-         VALUES (?, ?, ?, ?) ON CONFLICT (incident_id) DO NOTHING",
+        "INSERT INTO slack_threads \
+           (incident_id, channel, claim_owner, claimed_at, posted_occurrences) \
+         SELECT id, ?, ?, ?, occurrences FROM incidents WHERE id = ? \
+         ON CONFLICT (incident_id) DO NOTHING",
     )
-    .bind(id.to_string())
     .bind(channel)
     .bind(owner)
     .bind(time::to_micros(now))
+    .bind(id.to_string())
     .execute(pool)
     .await
     .map_err(StoreError::db("claiming a Slack thread"))?;
