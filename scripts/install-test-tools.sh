@@ -72,3 +72,11 @@ install_cli codex "${NIGHTCRIER_TEST_CODEX_PACKAGE:-@openai/codex@0.171.0}"
 # 0.61.0: `mcpServers.<name>` with `type: http` and headers, `-o json`, verified against a
 # scripted streamGenerateContent.
 install_cli gemini "${NIGHTCRIER_TEST_GEMINI_PACKAGE:-@google/gemini-cli@0.61.0}"
+
+# --- moto (tests/report_upload.rs: an S3-compatible server on loopback for expiring links) ---
+# `python3 -m moto.server` needs the `server` extra (flask, flask-cors, werkzeug).
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+    python3 -m pip install --quiet 'moto[server]==5.2.1'
+fi
+python3 -c 'import moto; print("moto installed:", moto.__version__)'
+# --- end moto ---

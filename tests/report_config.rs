@@ -58,11 +58,3 @@ fn bad_values_are_named_without_echoing_the_webhook() {
     }
     assert!(!out.contains("SeCrEtToKeN"), "{out}");
 }
-
-#[cfg(not(feature = "object-storage"))]
-#[test]
-fn artifacts_without_the_feature_say_how_to_get_it() {
-    let (ok, out) = check("reporting:\n  artifacts:\n    url: s3://bucket/prefix\n");
-    assert!(!ok, "{out}");
-    assert!(out.contains("--features object-storage"), "{out}");
-}

@@ -1,6 +1,5 @@
-//! Artifact uploads through `object_store` (in-memory and local-filesystem stores). Built only
-//! with the feature: `cargo nextest run --features object-storage -E 'test(upload)'`.
-#![cfg(feature = "object-storage")]
+//! Artifact uploads through `object_store` (in-memory and local-filesystem stores, and a real
+//! S3-compatible server for expiring links).
 
 mod report_support;
 
@@ -92,6 +91,7 @@ async fn upload_by_url_runs_in_the_reporter_and_links_the_archived_report() {
         url: format!("file://{}", bucket.display()),
         options: BTreeMap::new(),
         public_base_url: Some("https://bucket.example/nc/".into()),
+        ..ArtifactsConfig::new("")
     };
     let rx = Receiver::start().await;
     let slack = SlackNotifier::new(
@@ -146,7 +146,7 @@ async fn a_failing_upload_is_retried_on_later_passes_then_reported_without_it() 
     let cfg = ArtifactsConfig {
         url: format!("file://{}", not_a_dir.display()),
         options: BTreeMap::new(),
-        public_base_url: None,
+        ..ArtifactsConfig::new("")
     };
     let rx = Receiver::start().await;
     let slack = SlackNotifier::new(

@@ -538,7 +538,7 @@ impl Default for ReportingConfig {
 #[serde(deny_unknown_fields)]
 pub struct ArtifactsConfig {
     /// `s3://bucket/prefix`, `az://container/prefix`, `gs://bucket/prefix`, `file:///path` or
-    /// `memory://` (needs the `object-storage` build feature).
+    /// `memory://`.
     #[serde(serialize_with = "super::secret::serialize_url")]
     pub url: String,
     /// Store options (`aws_access_key_id`, `azure_storage_account_key`...); values are secrets.
@@ -548,6 +548,33 @@ pub struct ArtifactsConfig {
     /// Public address of the uploaded files used in links, when the bucket is served over HTTP.
     #[serde(default, serialize_with = "super::secret::serialize_opt_url")]
     pub public_base_url: Option<String>,
+    /// Without `public_base_url`: links to the uploaded report are presigned (S3, GCS) or SAS
+    /// (Azure) URLs valid this long; at most 7 days (S3's and GCS's limit).
+    #[serde(default = "default_link_expiry", with = "humantime_serde")]
+    pub link_expiry: Duration,
+    /// Upload the files of failed and timed-out runs too (their thread links to them).
+    #[serde(default)]
+    pub upload_failed: bool,
+}
+
+/// Default of `reporting.artifacts.link_expiry`, and its upper bound.
+pub const MAX_LINK_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn default_link_expiry() -> Duration {
+    MAX_LINK_EXPIRY
+}
+
+impl ArtifactsConfig {
+    /// Defaults, for this store URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            options: BTreeMap::new(),
+            public_base_url: None,
+            link_expiry: default_link_expiry(),
+            upload_failed: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -387,10 +387,10 @@ fn check_reporting(ck: &mut Checker, c: &Config) {
     if let Some(a) = &r.artifacts {
         match url::Url::parse(&a.url) {
             Ok(u) if matches!(u.scheme(), "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" | "file" | "memory" | "https") => {
-                if !cfg!(feature = "object-storage") {
+                if a.link_expiry.is_zero() || a.link_expiry > super::model::MAX_LINK_EXPIRY {
                     ck.fail(
-                        "reporting.artifacts.url",
-                        "object storage needs a build with the `object-storage` feature (cargo build --features object-storage)",
+                        "reporting.artifacts.link_expiry",
+                        "must be between 1s and 7d (presigned S3 and GCS links last at most 7 days)",
                     );
                 }
             }

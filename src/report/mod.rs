@@ -19,7 +19,6 @@ pub mod slack_app;
 mod summary;
 pub mod verdict;
 
-#[cfg(feature = "object-storage")]
 mod artifacts;
 
 pub use breaker::{Breaker, FailedRun, Transition, MAX_REASONS};
@@ -31,7 +30,6 @@ pub use slack::{NotifyError, RetryPolicy, SlackNotifier};
 pub use slack_app::{ApiError, Delivery, SlackApi, SlackApp, SlackAppError};
 pub use summary::{summarize, truncate, Summary, MAX_SUMMARY_CHARS};
 
-#[cfg(feature = "object-storage")]
 pub use artifacts::{ArtifactError, ArtifactStore, Uploaded, PUT_ATTEMPTS};
 
 /// Slack payloads, exposed for tests and previews.

@@ -30,7 +30,6 @@ pub enum ReportError {
     Slack(#[from] NotifyError),
     #[error("notifications.slack: {0}")]
     SlackApp(#[from] super::slack_app::ApiError),
-    #[cfg(feature = "object-storage")]
     #[error(transparent)]
     Artifacts(#[from] super::artifacts::ArtifactError),
 }
@@ -92,7 +91,6 @@ pub struct Reporter {
     slack: Option<SlackNotifier>,
     /// Slack app mode (one thread per incident), instead of `slack`.
     slack_app: Option<SlackApp>,
-    #[cfg(feature = "object-storage")]
     artifacts: Option<super::artifacts::ArtifactStore>,
     breaker: Breaker,
     /// Each cluster's `environment` and `labels`, shown in its Slack messages.
@@ -107,7 +105,6 @@ impl Reporter {
             settings,
             slack: None,
             slack_app: None,
-            #[cfg(feature = "object-storage")]
             artifacts: None,
             breaker,
             cluster_context: Default::default(),
@@ -132,7 +129,6 @@ impl Reporter {
 
     /// From `reporting.*` and `notifications.*`.
     pub fn from_config(store: Store, c: &Config) -> Result<Self, ReportError> {
-        #[allow(unused_mut)]
         let mut r =
             Self::new(store, ReporterSettings::from_config(c)).with_cluster_context(&c.clusters);
         if let Some(slack) = &c.notifications.slack {
@@ -141,7 +137,6 @@ impl Reporter {
                 None => r.with_slack(SlackNotifier::from_config(slack)?),
             };
         }
-        #[cfg(feature = "object-storage")]
         if let Some(a) = &c.reporting.artifacts {
             r = r.with_artifacts(super::artifacts::ArtifactStore::from_config(a)?);
         }
@@ -159,7 +154,6 @@ impl Reporter {
         self
     }
 
-    #[cfg(feature = "object-storage")]
     pub fn with_artifacts(mut self, store: super::artifacts::ArtifactStore) -> Self {
         self.artifacts = Some(store);
         self
@@ -290,9 +284,7 @@ impl Reporter {
             },
             _ => summary,
         };
-        #[allow(unused_mut)]
         let mut links = Links::for_incident(self.settings.base_url.as_deref(), incident);
-        #[cfg(feature = "object-storage")]
         match self.upload(&ws, incident, counts).await? {
             Upload::Done(url) => links.artifact = url,
             Upload::Later => return Ok(false),
@@ -345,6 +337,23 @@ impl Reporter {
 
     /// `false`: left for a later pass.
     async fn report_failure(&mut self, incident: &Incident, counts: &mut ReportCounts) -> bool {
+        let mut links = Links::for_incident(self.settings.base_url.as_deref(), incident);
+        if self
+            .artifacts
+            .as_ref()
+            .is_some_and(|a| a.uploads_failed_runs())
+        {
+            let ws = Workspace::new(&self.settings.workspace_root, incident.id);
+            // Before the breaker counts this run: a deferred run comes back next pass.
+            match self.upload(&ws, incident, counts).await {
+                Ok(Upload::Done(url)) => links.artifact = url,
+                Ok(Upload::Later) => return false,
+                Ok(Upload::GaveUp) => {}
+                Err(e) => {
+                    tracing::warn!(incident_id = %incident.id, error = %e, "cannot count a failed upload; reporting without it");
+                }
+            }
+        }
         let reason = incident
             .failure_reason
             .clone()
@@ -369,7 +378,6 @@ impl Reporter {
                 failure: Some(reason),
                 ..RunFacts::default()
             };
-            let links = Links::for_incident(self.settings.base_url.as_deref(), incident);
             return self.notify_app(incident, &facts, &links, counts).await;
         }
         true
@@ -456,7 +464,6 @@ impl Reporter {
         }
     }
 
-    #[cfg(feature = "object-storage")]
     async fn upload(
         &self,
         ws: &Workspace,
@@ -497,7 +504,6 @@ impl Reporter {
     }
 }
 
-#[cfg(feature = "object-storage")]
 enum Upload {
     Done(Option<String>),
     Later,
