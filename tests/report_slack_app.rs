@@ -15,6 +15,7 @@ use nightcrier::incident::{Incident, IncidentStatus, RunOutcome};
 use nightcrier::report::blocks::{self, RunFacts};
 use nightcrier::report::{Links, Reporter, ReporterSettings, RetryPolicy, SlackApp, Summary};
 use nightcrier::store::Store;
+use nightcrier::telemetry::{build_subscriber, LogFormat};
 use report_support::common::{fault, sqlite_store, TestDb};
 use report_support::{fixture, WIDE};
 use slack_support::{all_text, check_message, FakeSlack, Fault, CHANNEL, FOREIGN_CHANNEL, TOKEN};
@@ -571,4 +572,90 @@ fn the_block_kit_of_a_long_report_is_within_slack_limits_block_by_block() {
     );
     // The start of the report is there, escaped.
     assert!(shown.contains("0: The pod &lt;@U123&gt; &amp; friends"));
+}
+
+#[tokio::test]
+async fn the_degraded_alert_goes_to_the_channel_and_a_permanent_error_is_logged_once() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber =
+        build_subscriber(LogFormat::Text, "debug", false, move || writer.clone()).unwrap();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path()).await;
+    let root = dir.path().join("incidents");
+    let slack = FakeSlack::start().await;
+    let settings = ReporterSettings {
+        workspace_root: root.clone(),
+        base_url: Some(BASE.into()),
+        poll_interval: Duration::from_millis(50),
+        max_attempts: 3,
+        failure_threshold: 2,
+        batch: 50,
+    };
+    let mut r = Reporter::new(store.clone(), settings)
+        .with_slack_app(app(&slack, app_config(&slack, CHANNEL)));
+    for n in 0..2 {
+        open(&store, &format!("f{n}"), 1).await;
+        finish(&store, &root, IncidentStatus::Failed, Some("exit 1"), None).await;
+    }
+    r.run_once().await.unwrap();
+    let parents = slack.parents();
+    // Two incident parents and one alert of its own.
+    assert_eq!(parents.len(), 3, "{parents:?}");
+    assert_eq!(
+        parents
+            .iter()
+            .filter(|p| p.text.starts_with("Triage degraded"))
+            .count(),
+        1,
+        "{parents:?}"
+    );
+
+    // A channel the app is not in: every message refused; the fix is logged once.
+    let mut r = reporter(
+        &store,
+        &root,
+        app(&slack, app_config(&slack, FOREIGN_CHANNEL)),
+    );
+    for n in 2..5 {
+        open(&store, &format!("f{n}"), 1).await;
+        finish(
+            &store,
+            &root,
+            IncidentStatus::Succeeded,
+            None,
+            Some("# r\n\nok"),
+        )
+        .await;
+    }
+    let counts = r.run_once().await.unwrap();
+    assert_eq!(
+        (counts.reported, counts.notify_failed),
+        (3, 3),
+        "{counts:?}"
+    );
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let warned = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("not_in_channel"))
+        .collect::<Vec<_>>();
+    assert_eq!(warned.len(), 1, "{text}");
+    assert!(warned[0].contains("/invite"), "{}", warned[0]);
+    assert!(!text.contains(TOKEN), "the token leaked into the logs");
+}
+
+/// Log lines written by the code under test.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
