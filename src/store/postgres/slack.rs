@@ -128,10 +128,11 @@ pub(in crate::store) async fn record_slack_progress(
 
 pub(in crate::store) async fn slack_followups(pool: &PgPool, limit: i64) -> Result<Vec<Incident>> {
     let rows = sqlx::query(&format!(
-        "SELECT {INCIDENT_COLUMNS} FROM incidents i WHERE EXISTS (\
-           SELECT 1 FROM slack_threads t WHERE t.incident_id = i.id AND t.ts IS NOT NULL AND \
-           (i.occurrences > t.posted_occurrences OR \
-            ((i.resolved_at IS NOT NULL OR i.status = 'resolved') AND t.resolved_posted = 0))) \
+        // Driven by the thread rows (joined to incidents by key), not by a scan of every
+        // incident: no column name is shared by the two tables.
+        "SELECT {INCIDENT_COLUMNS} FROM slack_threads t JOIN incidents i ON i.id = t.incident_id \
+         WHERE t.ts IS NOT NULL AND (i.occurrences > t.posted_occurrences OR \
+            ((i.resolved_at IS NOT NULL OR i.status = 'resolved') AND t.resolved_posted = 0)) \
          ORDER BY i.last_seen, i.id LIMIT $1"
     ))
     .bind(limit)
