@@ -659,3 +659,39 @@ impl std::io::Write for Captured {
         Ok(())
     }
 }
+
+#[tokio::test]
+async fn with_upload_failed_a_failed_run_is_uploaded_and_its_thread_links_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path()).await;
+    let root = dir.path().join("incidents");
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let slack = FakeSlack::start().await;
+    let cfg = nightcrier::config::ArtifactsConfig {
+        public_base_url: Some("https://bucket.example/nc".into()),
+        upload_failed: true,
+        ..nightcrier::config::ArtifactsConfig::new(format!("file://{}", bucket.display()))
+    };
+    let mut r = reporter(&store, &root, app(&slack, app_config(&slack, CHANNEL)))
+        .with_artifacts(nightcrier::report::ArtifactStore::from_config(&cfg).unwrap());
+    open(&store, "f1", 1).await;
+    let inc = finish(&store, &root, IncidentStatus::Failed, Some("exit 3"), None).await;
+    std::fs::write(
+        Workspace::new(&root, inc.id).log_file(),
+        "agent said: boom\n",
+    )
+    .unwrap();
+    let counts = r.run_once().await.unwrap();
+    assert_eq!((counts.uploaded, counts.notified), (1, 1), "{counts:?}");
+    assert!(bucket.join(inc.id.to_string()).join("agent.log").exists());
+    let parents = slack.parents();
+    assert_eq!(parents.len(), 1);
+    let reply = &slack.replies(&parents[0].ts)[0];
+    let shown = all_text(reply);
+    assert!(shown.contains("exit 3"), "{shown}");
+    assert!(
+        shown.contains(&format!("https://bucket.example/nc/{}/agent.log", inc.id)),
+        "{shown}"
+    );
+}

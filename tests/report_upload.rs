@@ -60,7 +60,11 @@ async fn upload_puts_the_incident_files_under_prefix_and_id() {
         up.keys, want,
         "investigation.html is not there before rendering"
     );
-    assert_eq!(up.report_url, None);
+    // No page rendered yet: the link is the log's.
+    assert_eq!(
+        up.report_url,
+        Some(format!("https://b.example/nc/{}/agent.log", inc.id))
+    );
     let md = mem
         .get(&ObjectPath::from(want[0].as_str()))
         .await

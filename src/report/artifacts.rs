@@ -219,9 +219,12 @@ impl ArtifactStore {
             keys.push(key.to_string());
         }
         // A failed run has no report: its log is what to read.
-        if report_url.is_none() && self.public_base_url.is_none() {
+        if report_url.is_none() {
             if let Some(key) = &log_key {
-                report_url = self.signed_link(key).await;
+                report_url = match self.public_base_url.as_deref() {
+                    Some(b) => Some(format!("{}/{id}/agent.log", b.trim_end_matches('/'))),
+                    None => self.signed_link(key).await,
+                };
             }
         }
         Ok(Uploaded { keys, report_url })
