@@ -127,22 +127,30 @@ async fn one_parent_updated_in_place_with_replies_in_order() {
     // Seen twice more: one reply, the parent's count updated in place.
     open(&store, "f1", 2).await;
     r.run_once().await.unwrap();
+    // The run starts: the parent says so.
+    let claimed = store.claim("w1", WIDE).await.unwrap().expect("pending");
+    r.run_once().await.unwrap();
+    assert!(all_text(&slack.parents()[0]).contains("Investigating: "));
     // The run ends with a report.
-    finish(
-        &store,
-        &root,
-        IncidentStatus::Succeeded,
-        None,
-        Some(&fixture("crashloop_sections.md")),
-    )
-    .await;
+    let ws = Workspace::new(&root, claimed.incident.id);
+    ws.prepare().unwrap();
+    std::fs::write(ws.report_file(), fixture("crashloop_sections.md")).unwrap();
+    let outcome = RunOutcome {
+        status: IncidentStatus::Succeeded,
+        reason: None,
+        exit_code: Some(0),
+    };
+    assert!(store
+        .complete(claimed.incident.id, claimed.attempt, &outcome)
+        .await
+        .unwrap());
     let counts = r.run_once().await.unwrap();
     assert_eq!(counts.reported, 1, "{counts:?}");
 
     let parents = slack.parents();
     assert_eq!(parents.len(), 1, "still one parent: {parents:?}");
     let p = &parents[0];
-    assert!(p.updates >= 2, "updated in place: {p:?}");
+    assert!(p.updates >= 3, "updated in place: {p:?}");
     let shown = all_text(p);
     assert!(shown.contains("Triaged: "), "{shown}");
     assert!(shown.contains("*Occurrences*\n3"), "{shown}");

@@ -11,5 +11,7 @@ CREATE TABLE slack_threads (
     ts                 text,
     posted_occurrences bigint NOT NULL DEFAULT 0,
     posted_attempt     integer NOT NULL DEFAULT 0,
-    resolved_posted    integer NOT NULL DEFAULT 0
+    resolved_posted    integer NOT NULL DEFAULT 0,
+    -- The incident status the parent message shows.
+    posted_status      text
 );

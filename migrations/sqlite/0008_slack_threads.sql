@@ -11,5 +11,7 @@ CREATE TABLE slack_threads (
     ts                 TEXT,
     posted_occurrences INTEGER NOT NULL DEFAULT 0,
     posted_attempt     INTEGER NOT NULL DEFAULT 0,
-    resolved_posted    INTEGER NOT NULL DEFAULT 0
+    resolved_posted    INTEGER NOT NULL DEFAULT 0,
+    -- The incident status the parent message shows.
+    posted_status      TEXT
 );

@@ -683,10 +683,11 @@ impl SlackApp {
             .record_slack_progress(
                 incident.id,
                 SlackProgress {
-                    // The parent shows the count now.
+                    // The parent shows the count and the status now.
                     occurrences: incident.occurrences,
                     attempt: incident.attempt,
                     resolved: false,
+                    status: Some(incident.status),
                 },
             )
             .await?;
@@ -694,8 +695,9 @@ impl SlackApp {
     }
 
     /// One pass over what is not about a run's end: parents of incidents that open with a
-    /// severity in `post_on_open`, later occurrences and resolutions as replies (and the
-    /// parent updated while no run result is on it). Returns the messages sent.
+    /// severity in `post_on_open`, later occurrences and resolutions as replies, and the parent
+    /// updated when the status changed (open, investigating, resolved, cancelled...) while no
+    /// run result is on it. Returns the replies and parents sent.
     pub async fn sync(
         &self,
         store: &Store,
@@ -719,6 +721,7 @@ impl SlackApp {
                         sent += 1;
                         let p = SlackProgress {
                             occurrences: i.occurrences,
+                            status: Some(i.status),
                             ..SlackProgress::default()
                         };
                         store.record_slack_progress(i.id, p).await?;
@@ -748,6 +751,7 @@ impl SlackApp {
                             occurrences: i.occurrences,
                             attempt: 0,
                             resolved: is_resolved(&i),
+                            status: Some(i.status),
                         };
                         store.record_slack_progress(i.id, p).await?;
                     }
@@ -770,6 +774,7 @@ impl SlackApp {
             occurrences: t.posted_occurrences,
             attempt: t.posted_attempt,
             resolved: t.resolved_posted,
+            status: None,
         };
         if i.occurrences > t.posted_occurrences {
             self.reply(t, &blocks::occurrences_reply(i, t.posted_occurrences))
@@ -794,6 +799,10 @@ impl SlackApp {
             self.update(t, &blocks::parent(i, None, &links, ctx))
                 .await?;
         }
+        // With a result, the run-end report renders the parent (this pass or a later one);
+        // recorded either way so that the incident stops being a follow-up.
+        p.status = Some(i.status);
+        store.record_slack_progress(i.id, p).await?;
         Ok(sent)
     }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{postgres, sqlite, time, Backend, Result, Store, StoreError};
-use crate::incident::Incident;
+use crate::incident::{Incident, IncidentStatus};
 
 /// Largest page of [`Store::slack_followups`] and [`Store::slack_unopened`].
 pub const MAX_SLACK_PAGE: u32 = 500;
@@ -32,6 +32,8 @@ pub struct SlackThread {
     pub posted_attempt: i32,
     /// The thread has said that the incident resolved.
     pub resolved_posted: bool,
+    /// The status the parent shows (as stored; `None` before it was recorded).
+    pub posted_status: Option<String>,
 }
 
 /// What the thread has told so far; [`Store::record_slack_progress`] only moves it forward.
@@ -40,6 +42,8 @@ pub struct SlackProgress {
     pub occurrences: i64,
     pub attempt: i32,
     pub resolved: bool,
+    /// The status the parent shows now; `None` leaves the recorded one.
+    pub status: Option<IncidentStatus>,
 }
 
 fn page(limit: u32) -> Result<i64> {
@@ -100,8 +104,8 @@ impl Store {
         dispatch!(self.record_slack_progress(id, p))
     }
 
-    /// Incidents whose posted thread is behind: more occurrences than it told, or a resolution
-    /// it has not told; oldest `last_seen` first.
+    /// Incidents whose posted thread is behind: more occurrences than it told, a resolution it
+    /// has not told, or a status its parent does not show; oldest `last_seen` first.
     pub async fn slack_followups(&self, limit: u32) -> Result<Vec<Incident>> {
         let limit = page(limit)?;
         dispatch!(self.slack_followups(limit))

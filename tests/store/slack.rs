@@ -3,6 +3,7 @@
 //! backends.
 
 use chrono::Utc;
+use nightcrier::incident::IncidentStatus;
 use nightcrier::store::{SlackProgress, StoreError};
 
 use crate::common::{fault, TestDb};
@@ -76,8 +77,9 @@ async fn progress_only_moves_forward_and_drives_followups(db: &TestDb) {
     // Unposted: no follow-ups.
     assert!(store.slack_followups(10).await.unwrap().is_empty());
     assert!(store.set_slack_ts(id, "p", "C1", "1.1").await.unwrap());
-    // The parent tells the occurrences of its claim.
-    assert!(store.slack_followups(10).await.unwrap().is_empty());
+    // The parent tells the occurrences of its claim; its status is not recorded yet.
+    let f = store.slack_followups(10).await.unwrap();
+    assert_eq!((f.len(), f[0].occurrences), (1, 1));
     assert!(
         !store
             .claim_slack_thread(uuid::Uuid::new_v4(), "C1", "p")
@@ -89,6 +91,7 @@ async fn progress_only_moves_forward_and_drives_followups(db: &TestDb) {
         occurrences: 1,
         attempt: 2,
         resolved: false,
+        status: Some(IncidentStatus::Pending),
     };
     store.record_slack_progress(id, told).await.unwrap();
     assert!(store.slack_followups(10).await.unwrap().is_empty());
@@ -101,6 +104,20 @@ async fn progress_only_moves_forward_and_drives_followups(db: &TestDb) {
         (t.posted_occurrences, t.posted_attempt, t.resolved_posted),
         (1, 2, false)
     );
+    assert_eq!(t.posted_status.as_deref(), Some("pending"));
+    // The run starts: the parent's status is behind.
+    store
+        .claim("w", crate::WIDE)
+        .await
+        .unwrap()
+        .expect("pending");
+    assert_eq!(store.slack_followups(10).await.unwrap().len(), 1);
+    let running = SlackProgress {
+        status: Some(IncidentStatus::Running),
+        ..SlackProgress::default()
+    };
+    store.record_slack_progress(id, running).await.unwrap();
+    assert!(store.slack_followups(10).await.unwrap().is_empty());
     store.record_faults(&[fault("prod", "a")]).await.unwrap();
     let f = store.slack_followups(10).await.unwrap();
     assert_eq!((f.len(), f[0].occurrences), (1, 2));
@@ -111,6 +128,7 @@ async fn progress_only_moves_forward_and_drives_followups(db: &TestDb) {
                 occurrences: 2,
                 attempt: 0,
                 resolved: false,
+                status: None,
             },
         )
         .await
@@ -133,6 +151,7 @@ async fn progress_only_moves_forward_and_drives_followups(db: &TestDb) {
                 occurrences: 0,
                 attempt: 0,
                 resolved: true,
+                status: None,
             },
         )
         .await

@@ -27,6 +27,7 @@ fn thread(row: &PgRow) -> Result<SlackThread> {
             .try_get::<i32, _>("resolved_posted")
             .map_err(StoreError::db(CTX))?
             != 0,
+        posted_status: row.try_get("posted_status").map_err(StoreError::db(CTX))?,
     })
 }
 
@@ -113,12 +114,14 @@ pub(in crate::store) async fn record_slack_progress(
         "UPDATE slack_threads SET \
          posted_occurrences = CASE WHEN posted_occurrences < $1 THEN $1 ELSE posted_occurrences END, \
          posted_attempt = CASE WHEN posted_attempt < $2 THEN $2 ELSE posted_attempt END, \
-         resolved_posted = CASE WHEN $3 = 1 THEN 1 ELSE resolved_posted END \
-         WHERE incident_id = $4",
+         resolved_posted = CASE WHEN $3 = 1 THEN 1 ELSE resolved_posted END, \
+         posted_status = COALESCE($4::text, posted_status) \
+         WHERE incident_id = $5",
     )
     .bind(p.occurrences)
     .bind(p.attempt)
     .bind(i32::from(p.resolved))
+    .bind(p.status.map(|s| s.as_str()))
     .bind(id)
     .execute(pool)
     .await
@@ -132,7 +135,8 @@ pub(in crate::store) async fn slack_followups(pool: &PgPool, limit: i64) -> Resu
         // incident: no column name is shared by the two tables.
         "SELECT {INCIDENT_COLUMNS} FROM slack_threads t JOIN incidents i ON i.id = t.incident_id \
          WHERE t.ts IS NOT NULL AND (i.occurrences > t.posted_occurrences OR \
-            ((i.resolved_at IS NOT NULL OR i.status = 'resolved') AND t.resolved_posted = 0)) \
+            ((i.resolved_at IS NOT NULL OR i.status = 'resolved') AND t.resolved_posted = 0) OR \
+            t.posted_status IS NULL OR t.posted_status <> i.status) \
          ORDER BY i.last_seen, i.id LIMIT $1"
     ))
     .bind(limit)

@@ -29,6 +29,7 @@ fn thread(row: &SqliteRow) -> Result<SlackThread> {
             .try_get::<i64, _>("resolved_posted")
             .map_err(StoreError::db(CTX))?
             != 0,
+        posted_status: row.try_get("posted_status").map_err(StoreError::db(CTX))?,
     })
 }
 
@@ -118,7 +119,8 @@ pub(in crate::store) async fn record_slack_progress(
         "UPDATE slack_threads SET \
          posted_occurrences = CASE WHEN posted_occurrences < ? THEN ? ELSE posted_occurrences END, \
          posted_attempt = CASE WHEN posted_attempt < ? THEN ? ELSE posted_attempt END, \
-         resolved_posted = CASE WHEN ? = 1 THEN 1 ELSE resolved_posted END \
+         resolved_posted = CASE WHEN ? = 1 THEN 1 ELSE resolved_posted END, \
+         posted_status = COALESCE(?, posted_status) \
          WHERE incident_id = ?",
     )
     .bind(p.occurrences)
@@ -126,6 +128,7 @@ pub(in crate::store) async fn record_slack_progress(
     .bind(p.attempt)
     .bind(p.attempt)
     .bind(i64::from(p.resolved))
+    .bind(p.status.map(|s| s.as_str()))
     .bind(id.to_string())
     .execute(pool)
     .await
@@ -142,7 +145,8 @@ pub(in crate::store) async fn slack_followups(
         // incident: no column name is shared by the two tables.
         "SELECT {INCIDENT_COLUMNS} FROM slack_threads t JOIN incidents i ON i.id = t.incident_id \
          WHERE t.ts IS NOT NULL AND (i.occurrences > t.posted_occurrences OR \
-            ((i.resolved_at IS NOT NULL OR i.status = 'resolved') AND t.resolved_posted = 0)) \
+            ((i.resolved_at IS NOT NULL OR i.status = 'resolved') AND t.resolved_posted = 0) OR \
+            t.posted_status IS NULL OR t.posted_status <> i.status) \
          ORDER BY i.last_seen, i.id LIMIT ?"
     ))
     .bind(limit)
