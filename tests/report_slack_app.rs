@@ -524,6 +524,7 @@ fn the_block_kit_of_a_long_report_is_within_slack_limits_block_by_block() {
         failure: None,
         report: Some(report),
         evidence: (0..50).map(|n| format!("evidence {n} <x>")).collect(),
+        related: Some("3: CrashLoop Pod shop/web-<1>, ".repeat(500)),
     };
     let links = Links::for_incident(Some(BASE), &incident);
     let ctx = vec![("environment".to_string(), "prod".repeat(2000))];

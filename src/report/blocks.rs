@@ -52,6 +52,8 @@ pub struct RunFacts {
     pub report: Option<String>,
     /// Evidence references from the agent's verdict.
     pub evidence: Vec<String>,
+    /// The related faults this investigation covered (`N: Fault Kind ns/name, ...`).
+    pub related: Option<String>,
 }
 
 /// `text` cut to `max` characters, with `…` when cut.
@@ -315,6 +317,9 @@ pub fn run_reply(i: &Incident, facts: &RunFacts, links: &Links) -> Value {
             .map(|e| format!("• {}", escaped_clip(e, 140)))
             .collect();
         blocks.push(section(format!("*Evidence*\n{}", lines.join("\n"))));
+    }
+    if let Some(r) = &facts.related {
+        blocks.push(section(format!("*Related faults*\n{}", escape(r))));
     }
     if let Some(l) = link_line(links) {
         blocks.push(context(&[l]));

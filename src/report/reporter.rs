@@ -242,7 +242,7 @@ impl Reporter {
     ) -> Result<bool, StoreError> {
         let ws = Workspace::new(&self.settings.workspace_root, incident.id);
         let usage = self.latest_usage(incident).await;
-        let usage_rows = super::cost::usage_rows(usage.as_ref());
+        let usage_rows = super::facts::page_facts(&self.store, incident).await;
         let mut report_text = None;
         let summary = match read_report(&ws).await {
             Ok(markdown) => {
@@ -308,6 +308,10 @@ impl Reporter {
                 failure: None,
                 report: report_text,
                 evidence,
+                related: usage_rows
+                    .iter()
+                    .find(|(k, _)| *k == "Related faults")
+                    .map(|(_, v)| v.clone()),
             };
             return Ok(self.notify_app(incident, &facts, &links, counts).await);
         }

@@ -102,6 +102,10 @@ pub struct Setup {
     pub ping_interval: Duration,
     /// `database.acquire_timeout`.
     pub db_acquire_timeout: Duration,
+    /// `dedup.related_window`: zero (off) unless a test is about related faults, since the
+    /// simulator's worlds put two fault types on one pod and most tests count one incident
+    /// per faultId.
+    pub related_window: Duration,
 }
 
 fn d(x: Duration) -> String {
@@ -143,6 +147,7 @@ impl Setup {
                 "kill_grace": "1s",
             },
             "http": {"listen": self.http_listen},
+            "dedup": {"related_window": d(self.related_window)},
             "clusters": clusters,
         });
         serde_yaml_ng::to_string(&doc).expect("YAML")
@@ -191,6 +196,7 @@ impl Rig {
             http_listen: "127.0.0.1:0".into(),
             ping_interval: Duration::from_secs(30),
             db_acquire_timeout: Duration::from_secs(5),
+            related_window: Duration::ZERO,
         };
         let rig = Rig { dir, setup };
         rig.write_config();
