@@ -84,3 +84,10 @@ fi
 echo "chromium installed: $(/usr/bin/chromium --version 2>/dev/null | head -n 1)"
 echo "chromedriver installed: $(/usr/bin/chromedriver --version 2>/dev/null | head -n 1)"
 # --- end chromium ----------------------------------------------------------------------------
+# --- moto (tests/report_upload.rs: an S3-compatible server on loopback for expiring links) ---
+# `python3 -m moto.server` needs the `server` extra (flask, flask-cors, werkzeug).
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+    python3 -m pip install --quiet 'moto[server]==5.2.1'
+fi
+python3 -c 'import moto; print("moto installed:", moto.__version__)'
+# --- end moto ---

@@ -190,7 +190,14 @@ fn go_environment_variables_are_applied_and_secrets_stay_out_of_the_output() {
     // With the variable nightcrier reads, the Slack webhook is configured and still redacted.
     let check = nightcrier(
         &["config", "check", "--config", "nightcrier.yaml"],
-        &[("NIGHTCRIER_NOTIFICATIONS__SLACK__WEBHOOK_URL", secret)],
+        &[
+            ("NIGHTCRIER_NOTIFICATIONS__SLACK__WEBHOOK_URL", secret),
+            // Required with Slack (links must reach the endpoint); the Go file has none.
+            (
+                "NIGHTCRIER_REPORTING__BASE_URL",
+                "https://nightcrier.example.com",
+            ),
+        ],
         dir.path(),
     );
     assert!(check.status.success(), "{}", text(&check.stderr));

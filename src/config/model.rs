@@ -560,7 +560,7 @@ impl Default for ReportingConfig {
 #[serde(deny_unknown_fields)]
 pub struct ArtifactsConfig {
     /// `s3://bucket/prefix`, `az://container/prefix`, `gs://bucket/prefix`, `file:///path` or
-    /// `memory://` (needs the `object-storage` build feature).
+    /// `memory://`.
     #[serde(serialize_with = "super::secret::serialize_url")]
     pub url: String,
     /// Store options (`aws_access_key_id`, `azure_storage_account_key`...); values are secrets.
@@ -570,6 +570,33 @@ pub struct ArtifactsConfig {
     /// Public address of the uploaded files used in links, when the bucket is served over HTTP.
     #[serde(default, serialize_with = "super::secret::serialize_opt_url")]
     pub public_base_url: Option<String>,
+    /// Without `public_base_url`: links to the uploaded report are presigned (S3, GCS) or SAS
+    /// (Azure) URLs valid this long; at most 7 days (S3's and GCS's limit).
+    #[serde(default = "default_link_expiry", with = "humantime_serde")]
+    pub link_expiry: Duration,
+    /// Upload the files of failed and timed-out runs too (their thread links to them).
+    #[serde(default)]
+    pub upload_failed: bool,
+}
+
+/// Default of `reporting.artifacts.link_expiry`, and its upper bound.
+pub const MAX_LINK_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn default_link_expiry() -> Duration {
+    MAX_LINK_EXPIRY
+}
+
+impl ArtifactsConfig {
+    /// Defaults, for this store URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            options: BTreeMap::new(),
+            public_base_url: None,
+            link_expiry: default_link_expiry(),
+            upload_failed: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -592,14 +619,40 @@ impl Default for NotificationsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
-    /// The incoming-webhook URL; it is a credential.
-    pub webhook_url: Secret,
+    /// The incoming-webhook URL; it is a credential. Either this or `bot_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<Secret>,
     /// Bound on one POST.
     #[serde(default = "default_slack_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Attempts per message (5xx, 429, network errors are retried with backoff).
     #[serde(default = "default_slack_max_attempts")]
     pub max_attempts: u32,
+    /// Slack app mode (instead of the webhook): a bot token (`xoxb-...`) with the `chat:write`
+    /// scope, plus `channels:history` / `groups:history` to find a parent message whose post
+    /// was not confirmed. One thread per incident, its parent updated in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_token: Option<Secret>,
+    /// App mode: the channel ID (or name) of every cluster not in `channels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// App mode: a channel per cluster name, overriding `channel`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channels: BTreeMap<String, String>,
+    /// App mode: incidents of these severities get their parent message when they open;
+    /// others when their run ends. Empty (the default): at run end only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_on_open: Vec<String>,
+    /// App mode: failed and timed-out runs are posted (with the reason) in their thread.
+    #[serde(default = "default_true")]
+    pub notify_on_failure: bool,
+    /// App mode: the Web API's base URL.
+    #[serde(default = "default_slack_api_url")]
+    pub api_url: String,
+}
+
+fn default_slack_api_url() -> String {
+    "https://slack.com/api".to_string()
 }
 
 fn default_slack_timeout() -> Duration {
@@ -612,9 +665,25 @@ fn default_slack_max_attempts() -> u32 {
 impl SlackConfig {
     pub fn new(webhook_url: impl Into<String>) -> Self {
         Self {
-            webhook_url: Secret::new(webhook_url),
+            webhook_url: Some(Secret::new(webhook_url)),
             timeout: default_slack_timeout(),
             max_attempts: default_slack_max_attempts(),
+            bot_token: None,
+            channel: None,
+            channels: BTreeMap::new(),
+            post_on_open: Vec::new(),
+            notify_on_failure: true,
+            api_url: default_slack_api_url(),
+        }
+    }
+
+    /// App mode with this bot token and default channel.
+    pub fn app(bot_token: impl Into<String>, channel: impl Into<String>) -> Self {
+        Self {
+            webhook_url: None,
+            bot_token: Some(Secret::new(bot_token)),
+            channel: Some(channel.into()),
+            ..Self::new("")
         }
     }
 }

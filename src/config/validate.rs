@@ -395,10 +395,10 @@ fn check_reporting(ck: &mut Checker, c: &Config) {
     if let Some(a) = &r.artifacts {
         match url::Url::parse(&a.url) {
             Ok(u) if matches!(u.scheme(), "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" | "file" | "memory" | "https") => {
-                if !cfg!(feature = "object-storage") {
+                if a.link_expiry.is_zero() || a.link_expiry > super::model::MAX_LINK_EXPIRY {
                     ck.fail(
-                        "reporting.artifacts.url",
-                        "object storage needs a build with the `object-storage` feature (cargo build --features object-storage)",
+                        "reporting.artifacts.link_expiry",
+                        "must be between 1s and 7d (presigned S3 and GCS links last at most 7 days)",
                     );
                 }
             }
@@ -418,18 +418,129 @@ fn check_reporting(ck: &mut Checker, c: &Config) {
     );
     if let Some(slack) = &n.slack {
         // The URL is a secret: say what is wrong with it without echoing it.
-        match url::Url::parse(slack.webhook_url.expose()) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => ck.fail(
-                "notifications.slack.webhook_url",
-                "is not an http(s) URL like https://hooks.slack.com/services/...",
-            ),
+        if let Some(hook) = &slack.webhook_url {
+            match url::Url::parse(hook.expose()) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => ck.fail(
+                    "notifications.slack.webhook_url",
+                    "is not an http(s) URL like https://hooks.slack.com/services/...",
+                ),
+            }
+        }
+        check_slack_app(ck, c, slack);
+        // Links in a chat must reach this endpoint from the reader's browser: the default
+        // (`http://<http.listen>`, usually 127.0.0.1) never does.
+        if r.base_url.is_none() {
+            ck.fail(
+                "reporting.base_url",
+                "is required when notifications.slack is set: the public address of this endpoint, used in the message links (like https://nightcrier.example.com)",
+            );
         }
         ck.nonzero("notifications.slack.timeout", slack.timeout);
         ck.positive(
             "notifications.slack.max_attempts",
             slack.max_attempts.into(),
         );
+    }
+}
+
+/// Slack channel IDs (`C0123ABC`) or names (`#ops`, `ops`): no spaces, no control characters.
+fn valid_slack_channel(ch: &str) -> bool {
+    !ch.is_empty() && ch.len() <= 80 && !ch.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn check_slack_app(ck: &mut Checker, c: &Config, slack: &super::model::SlackConfig) {
+    let key = "notifications.slack";
+    match (&slack.webhook_url, &slack.bot_token) {
+        (None, None) => ck.fail(
+            key,
+            "needs webhook_url (an incoming webhook) or bot_token (a Slack app, one thread per incident)",
+        ),
+        (Some(_), Some(_)) => ck.fail(
+            key,
+            "has both webhook_url and bot_token: keep one (bot_token for threads updated in place)",
+        ),
+        _ => {}
+    }
+    let app_only = [
+        ("channel", slack.channel.is_some()),
+        ("channels", !slack.channels.is_empty()),
+        ("post_on_open", !slack.post_on_open.is_empty()),
+    ];
+    let Some(token) = &slack.bot_token else {
+        for (k, set) in app_only {
+            if set {
+                ck.fail(
+                    format!("{key}.{k}"),
+                    "is used with bot_token (Slack app mode) only",
+                );
+            }
+        }
+        return;
+    };
+    // The token is a secret: say what is wrong without echoing it.
+    let t = token.expose();
+    if t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        ck.fail(
+            format!("{key}.bot_token"),
+            "is empty or contains whitespace; expected a bot token like xoxb-...",
+        );
+    }
+    match &slack.channel {
+        Some(ch) if !valid_slack_channel(ch) => ck.fail(
+            format!("{key}.channel"),
+            format!("{ch:?} is not a channel ID like C0123ABCD or a name like #ops"),
+        ),
+        Some(_) => {}
+        None => {
+            for cl in &c.clusters {
+                if !slack.channels.contains_key(&cl.name) {
+                    ck.fail(
+                        format!("{key}.channel"),
+                        format!(
+                            "is required: cluster {:?} has no entry in {key}.channels",
+                            cl.name
+                        ),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    for (cluster, ch) in &slack.channels {
+        if !c.clusters.iter().any(|cl| &cl.name == cluster) {
+            ck.fail(
+                format!("{key}.channels.{cluster}"),
+                "names no configured cluster (clusters[].name)",
+            );
+        }
+        if !valid_slack_channel(ch) {
+            ck.fail(
+                format!("{key}.channels.{cluster}"),
+                format!("{ch:?} is not a channel ID like C0123ABCD or a name like #ops"),
+            );
+        }
+    }
+    if slack.post_on_open.iter().any(|s| s.trim().is_empty())
+        || slack.post_on_open.len() > crate::store::MAX_SLACK_SEVERITIES
+    {
+        ck.fail(
+            format!("{key}.post_on_open"),
+            format!(
+                "must be at most {} non-empty severities (like [critical])",
+                crate::store::MAX_SLACK_SEVERITIES
+            ),
+        );
+    }
+    match url::Url::parse(&slack.api_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => ck.fail(
+            format!("{key}.api_url"),
+            format!(
+                "{:?} is not an http(s) URL like https://slack.com/api",
+                super::secret::redact_url(&slack.api_url)
+            ),
+        ),
     }
 }
 

@@ -903,9 +903,7 @@ fn artifacts(src: &Source<'_>, out: &mut Out) {
         return;
     }
     let container = container.unwrap_or_else(|| "incidents".into());
-    out.line(
-        "# Azure Blob Storage (azure_storage_*). Needs a build with `--features object-storage`:",
-    );
+    out.line("# Azure Blob Storage (azure_storage_*):");
     out.line("# reporting:");
     out.line("#   artifacts:");
     out.line(format!(
@@ -920,7 +918,7 @@ fn artifacts(src: &Source<'_>, out: &mut Out) {
     out.line("");
     out.note(
         "azure_storage_* / azure_sas_expiry",
-        "artifacts upload is `reporting.artifacts` (commented out above: it needs the `object-storage` build feature). A connection string is not accepted: give the account name and key. Links use `reporting.artifacts.public_base_url` or nightcrier's own /incidents/<id> pages; no SAS URLs are generated.",
+        "artifacts upload is `reporting.artifacts` (commented out above). A connection string is not accepted: give the account name and key. Links are SAS links that expire after `reporting.artifacts.link_expiry` (7 days by default), or under `public_base_url` when set.",
     );
 }
 

@@ -1,14 +1,23 @@
 //! Uploading an incident's files to object storage (S3, Azure Blob, GCS, a local directory or
-//! memory), built only with the `object-storage` feature.
+//! memory), and the links to them: under `public_base_url` when set, else presigned (S3, GCS)
+//! or SAS (Azure) URLs that expire after `link_expiry`.
 //!
 //! Runs in the reporter task, never in the worker pool. Each file is retried with backoff; the
 //! reporter retries a failed upload on later passes (bounded by `reporting.max_attempts`).
+//!
+//! Credentials: `reporting.artifacts.options` first, then what each `object_store` builder's
+//! `from_env` reads (every `AWS_*`, `AZURE_*` and `GOOGLE_*` variable that names one of its
+//! config keys, see docs/reliability.md), then the provider's ambient credentials.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutPayload};
+use object_store::signer::Signer;
+use object_store::{ObjectStore, ObjectStoreScheme, PutPayload};
 use url::Url;
 
 use crate::agent::{Bounded, Workspace};
@@ -44,7 +53,7 @@ pub enum ArtifactError {
 pub struct Uploaded {
     /// Object keys written, in upload order.
     pub keys: Vec<String>,
-    /// Public address of the HTML report, when `public_base_url` is set.
+    /// Address of the HTML report: under `public_base_url`, else a link that expires.
     pub report_url: Option<String>,
 }
 
@@ -52,9 +61,31 @@ pub struct Uploaded {
 #[derive(Clone)]
 pub struct ArtifactStore {
     store: Arc<dyn ObjectStore>,
+    /// Signs expiring links (S3, Azure, GCS); `None` for local and in-memory stores.
+    signer: Option<Arc<dyn Signer>>,
     prefix: ObjectPath,
     public_base_url: Option<String>,
+    link_expiry: Duration,
+    upload_failed: bool,
     backoff: Duration,
+}
+
+/// A cloud builder from the environment, then the URL, then `options` (which win).
+macro_rules! cloud {
+    ($builder:ty, $url:expr, $options:expr, $bad:expr) => {{
+        let mut b = <$builder>::from_env().with_url($url.as_str());
+        for (k, v) in $options {
+            match k.parse() {
+                Ok(key) => b = b.with_config(key, v.expose()),
+                Err(_) => return Err($bad(format!("unknown option {k:?} for this store"))),
+            }
+        }
+        let store = Arc::new(b.build().map_err(|e| $bad(e.to_string()))?);
+        (
+            store.clone() as Arc<dyn ObjectStore>,
+            Some(store as Arc<dyn Signer>),
+        )
+    }};
 }
 
 impl ArtifactStore {
@@ -65,16 +96,32 @@ impl ArtifactStore {
             message,
         };
         let url = Url::parse(&cfg.url).map_err(|e| bad(e.to_string()))?;
-        let options = cfg
-            .options
-            .iter()
-            .map(|(k, v)| (k.clone(), v.expose().to_string()));
-        let (store, prefix) =
-            object_store::parse_url_opts(&url, options).map_err(|e| bad(e.to_string()))?;
+        let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|e| bad(e.to_string()))?;
+        let (store, signer) = match scheme {
+            ObjectStoreScheme::AmazonS3 => cloud!(AmazonS3Builder, url, &cfg.options, bad),
+            ObjectStoreScheme::MicrosoftAzure => {
+                cloud!(MicrosoftAzureBuilder, url, &cfg.options, bad)
+            }
+            ObjectStoreScheme::GoogleCloudStorage => {
+                cloud!(GoogleCloudStorageBuilder, url, &cfg.options, bad)
+            }
+            _ => {
+                let options = cfg
+                    .options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_string()));
+                let (store, _) =
+                    object_store::parse_url_opts(&url, options).map_err(|e| bad(e.to_string()))?;
+                (Arc::from(store), None)
+            }
+        };
         Ok(Self {
-            store: Arc::from(store),
+            store,
+            signer,
             prefix,
             public_base_url: cfg.public_base_url.clone(),
+            link_expiry: cfg.link_expiry,
+            upload_failed: cfg.upload_failed,
             backoff: PUT_BACKOFF,
         })
     }
@@ -82,9 +129,33 @@ impl ArtifactStore {
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, public_base_url: Option<String>) -> Self {
         Self {
             store,
+            signer: None,
             prefix: ObjectPath::from(prefix),
             public_base_url,
+            link_expiry: crate::config::MAX_LINK_EXPIRY,
+            upload_failed: false,
             backoff: PUT_BACKOFF,
+        }
+    }
+
+    /// Failed runs are uploaded too (`upload_failed`).
+    pub fn uploads_failed_runs(&self) -> bool {
+        self.upload_failed
+    }
+
+    /// A link to `key` valid for `link_expiry`; `None` without a signer or when signing fails
+    /// (logged: the message then links to nightcrier's own page).
+    async fn signed_link(&self, key: &ObjectPath) -> Option<String> {
+        let signer = self.signer.as_ref()?;
+        match signer
+            .signed_url(reqwest::Method::GET, key, self.link_expiry)
+            .await
+        {
+            Ok(url) => Some(url.to_string()),
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "cannot sign a link to the uploaded report");
+                None
+            }
         }
     }
 
@@ -106,6 +177,7 @@ impl ArtifactStore {
         ];
         let mut keys = Vec::new();
         let mut report_url = None;
+        let mut log_key = None;
         for (path, name) in files {
             // Through the workspace's descriptors: a symlink the agent planted is not uploaded.
             let read = {
@@ -136,12 +208,24 @@ impl ArtifactStore {
             let key = self.key(id, name);
             self.put(&key, bytes).await?;
             if name == "investigation.html" {
-                report_url = self
-                    .public_base_url
-                    .as_deref()
-                    .map(|b| format!("{}/{id}/{name}", b.trim_end_matches('/')));
+                report_url = match self.public_base_url.as_deref() {
+                    Some(b) => Some(format!("{}/{id}/{name}", b.trim_end_matches('/'))),
+                    None => self.signed_link(&key).await,
+                };
+            }
+            if name == "agent.log" {
+                log_key = Some(key.clone());
             }
             keys.push(key.to_string());
+        }
+        // A failed run has no report: its log is what to read.
+        if report_url.is_none() {
+            if let Some(key) = &log_key {
+                report_url = match self.public_base_url.as_deref() {
+                    Some(b) => Some(format!("{}/{id}/agent.log", b.trim_end_matches('/'))),
+                    None => self.signed_link(key).await,
+                };
+            }
         }
         Ok(Uploaded { keys, report_url })
     }

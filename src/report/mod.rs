@@ -8,6 +8,7 @@
 //!
 //! Delivery is at least once: a message sent just before a crash may be sent again.
 
+pub mod blocks;
 mod breaker;
 mod cost;
 mod facts;
@@ -15,10 +16,10 @@ mod message;
 mod render;
 mod reporter;
 mod slack;
+pub mod slack_app;
 mod summary;
 pub mod verdict;
 
-#[cfg(feature = "object-storage")]
 mod artifacts;
 
 pub use breaker::{Breaker, FailedRun, Transition, MAX_REASONS};
@@ -28,9 +29,9 @@ pub use message::{run_duration, Links};
 pub use render::{escape as escape_html, markdown_to_html, render_page, render_page_with};
 pub use reporter::{html_report_file, ReportCounts, ReportError, Reporter, ReporterSettings};
 pub use slack::{NotifyError, RetryPolicy, SlackNotifier};
+pub use slack_app::{ApiError, Delivery, SlackApi, SlackApp, SlackAppError};
 pub use summary::{summarize, truncate, Summary, MAX_SUMMARY_CHARS};
 
-#[cfg(feature = "object-storage")]
 pub use artifacts::{ArtifactError, ArtifactStore, Uploaded, PUT_ATTEMPTS};
 
 /// Slack payloads, exposed for tests and previews.

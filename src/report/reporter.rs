@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::blocks::RunFacts;
 use super::breaker::{Breaker, FailedRun, Transition};
 use super::message::{self, Links};
 use super::render::render_page_with;
 use super::slack::{NotifyError, SlackNotifier};
+use super::slack_app::{Delivery, SlackApp};
 use super::summary::{summarize, Summary};
 use crate::agent::{AgentError, Bounded, Workspace};
 use crate::config::Config;
@@ -26,7 +28,8 @@ pub use crate::agent::MAX_REPORT_BYTES;
 pub enum ReportError {
     #[error("notifications.slack: {0}")]
     Slack(#[from] NotifyError),
-    #[cfg(feature = "object-storage")]
+    #[error("notifications.slack: {0}")]
+    SlackApp(#[from] super::slack_app::ApiError),
     #[error(transparent)]
     Artifacts(#[from] super::artifacts::ArtifactError),
 }
@@ -86,7 +89,8 @@ pub struct Reporter {
     store: Store,
     settings: ReporterSettings,
     slack: Option<SlackNotifier>,
-    #[cfg(feature = "object-storage")]
+    /// Slack app mode (one thread per incident), instead of `slack`.
+    slack_app: Option<SlackApp>,
     artifacts: Option<super::artifacts::ArtifactStore>,
     breaker: Breaker,
     /// Each cluster's `environment` and `labels`, shown in its Slack messages.
@@ -100,7 +104,7 @@ impl Reporter {
             store,
             settings,
             slack: None,
-            #[cfg(feature = "object-storage")]
+            slack_app: None,
             artifacts: None,
             breaker,
             cluster_context: Default::default(),
@@ -125,13 +129,14 @@ impl Reporter {
 
     /// From `reporting.*` and `notifications.*`.
     pub fn from_config(store: Store, c: &Config) -> Result<Self, ReportError> {
-        #[allow(unused_mut)]
         let mut r =
             Self::new(store, ReporterSettings::from_config(c)).with_cluster_context(&c.clusters);
         if let Some(slack) = &c.notifications.slack {
-            r = r.with_slack(SlackNotifier::from_config(slack)?);
+            r = match SlackApp::from_config(slack)? {
+                Some(app) => r.with_slack_app(app),
+                None => r.with_slack(SlackNotifier::from_config(slack)?),
+            };
         }
-        #[cfg(feature = "object-storage")]
         if let Some(a) = &c.reporting.artifacts {
             r = r.with_artifacts(super::artifacts::ArtifactStore::from_config(a)?);
         }
@@ -143,7 +148,12 @@ impl Reporter {
         self
     }
 
-    #[cfg(feature = "object-storage")]
+    /// Slack app mode: incident threads through the Web API.
+    pub fn with_slack_app(mut self, app: SlackApp) -> Self {
+        self.slack_app = Some(app);
+        self
+    }
+
     pub fn with_artifacts(mut self, store: super::artifacts::ArtifactStore) -> Self {
         self.artifacts = Some(store);
         self
@@ -194,6 +204,15 @@ impl Reporter {
     /// Reports every finished, unreported run (one batch), oldest first.
     pub async fn run_once(&mut self) -> Result<ReportCounts, StoreError> {
         let mut counts = ReportCounts::default();
+        if let Some(app) = &self.slack_app {
+            counts.notified += app
+                .sync(
+                    &self.store,
+                    self.settings.base_url.as_deref(),
+                    &self.cluster_context,
+                )
+                .await?;
+        }
         let batch = self
             .store
             .unreported_finished(self.settings.batch.max(1))
@@ -201,10 +220,7 @@ impl Reporter {
         for incident in batch {
             let done = match incident.status {
                 IncidentStatus::Succeeded => self.report_success(&incident, &mut counts).await?,
-                _ => {
-                    self.report_failure(&incident, &mut counts).await;
-                    true
-                }
+                _ => self.report_failure(&incident, &mut counts).await,
             };
             if done {
                 self.store
@@ -227,6 +243,7 @@ impl Reporter {
         let ws = Workspace::new(&self.settings.workspace_root, incident.id);
         let usage = self.latest_usage(incident).await;
         let usage_rows = super::facts::page_facts(&self.store, incident).await;
+        let mut report_text = None;
         let summary = match read_report(&ws).await {
             Ok(markdown) => {
                 let page = render_page_with(incident, &markdown, &usage_rows);
@@ -241,7 +258,9 @@ impl Reporter {
                         remove_html(&ws).await;
                     }
                 }
-                summarize(&markdown)
+                let summary = summarize(&markdown);
+                report_text = Some(markdown);
+                summary
             }
             Err(e) => {
                 tracing::warn!(
@@ -252,7 +271,12 @@ impl Reporter {
             }
         };
         // The agent's verdict.json, when present, states the cause for machines: it wins.
-        let summary = match super::verdict::read(ws.dir()) {
+        let verdict = super::verdict::read(ws.dir());
+        let evidence = verdict
+            .as_ref()
+            .map(|v| v.evidence.clone())
+            .unwrap_or_default();
+        let summary = match verdict {
             Some(v) if v.root_cause.is_some() => Summary {
                 root_cause: v.root_cause.as_deref().map(super::summary::truncate),
                 confidence: v.confidence.or(summary.confidence),
@@ -260,9 +284,7 @@ impl Reporter {
             },
             _ => summary,
         };
-        #[allow(unused_mut)]
         let mut links = Links::for_incident(self.settings.base_url.as_deref(), incident);
-        #[cfg(feature = "object-storage")]
         match self.upload(&ws, incident, counts).await? {
             Upload::Done(url) => links.artifact = url,
             Upload::Later => return Ok(false),
@@ -278,6 +300,20 @@ impl Reporter {
                 counts,
             )
             .await;
+        }
+        if self.slack_app.is_some() {
+            let facts = RunFacts {
+                cost: cost_of(usage.as_ref()),
+                summary,
+                failure: None,
+                report: report_text,
+                evidence,
+                related: usage_rows
+                    .iter()
+                    .find(|(k, _)| *k == "Related faults")
+                    .map(|(_, v)| v.clone()),
+            };
+            return Ok(self.notify_app(incident, &facts, &links, counts).await);
         }
         let mut msg = message::success(incident, &summary, &links);
         if let Some(pairs) = self.cluster_context.get(&incident.cluster) {
@@ -303,7 +339,25 @@ impl Reporter {
         }
     }
 
-    async fn report_failure(&mut self, incident: &Incident, counts: &mut ReportCounts) {
+    /// `false`: left for a later pass.
+    async fn report_failure(&mut self, incident: &Incident, counts: &mut ReportCounts) -> bool {
+        let mut links = Links::for_incident(self.settings.base_url.as_deref(), incident);
+        if self
+            .artifacts
+            .as_ref()
+            .is_some_and(|a| a.uploads_failed_runs())
+        {
+            let ws = Workspace::new(&self.settings.workspace_root, incident.id);
+            // Before the breaker counts this run: a deferred run comes back next pass.
+            match self.upload(&ws, incident, counts).await {
+                Ok(Upload::Done(url)) => links.artifact = url,
+                Ok(Upload::Later) => return false,
+                Ok(Upload::GaveUp) => {}
+                Err(e) => {
+                    tracing::warn!(incident_id = %incident.id, error = %e, "cannot count a failed upload; reporting without it");
+                }
+            }
+        }
         let reason = incident
             .failure_reason
             .clone()
@@ -311,7 +365,7 @@ impl Reporter {
         let run = FailedRun {
             incident_id: incident.id,
             cluster: incident.cluster.clone(),
-            reason,
+            reason: reason.clone(),
         };
         if let Some(Transition::Degraded { consecutive, last }) = self.breaker.on_failure(run) {
             metrics::gauge!("nightcrier_triage_degraded").set(1.0);
@@ -322,6 +376,60 @@ impl Reporter {
             let payload = message::degraded(consecutive, &last, self.settings.base_url.as_deref());
             self.notify("degraded", incident, &payload, counts).await;
         }
+        if self.slack_app.is_some() {
+            let facts = RunFacts {
+                cost: cost_of(self.latest_usage(incident).await.as_ref()),
+                failure: Some(reason),
+                ..RunFacts::default()
+            };
+            return self.notify_app(incident, &facts, &links, counts).await;
+        }
+        true
+    }
+
+    /// Slack app mode: the run's result in the incident's thread. `false`: another process is
+    /// posting the parent; left for a later pass.
+    async fn notify_app(
+        &self,
+        incident: &Incident,
+        facts: &RunFacts,
+        links: &Links,
+        counts: &mut ReportCounts,
+    ) -> bool {
+        let Some(app) = &self.slack_app else {
+            return true;
+        };
+        let ctx = self
+            .cluster_context
+            .get(&incident.cluster)
+            .map_or(&[][..], Vec::as_slice);
+        let kind = if facts.failure.is_some() {
+            "failure"
+        } else {
+            "success"
+        };
+        match app
+            .run_ended(&self.store, incident, facts, links, ctx)
+            .await
+        {
+            Ok(Delivery::Done) => {
+                counts.notified += 1;
+                metrics::counter!("nightcrier_notifications_total", "kind" => kind, "result" => "sent")
+                    .increment(1);
+                true
+            }
+            Ok(Delivery::Busy) => {
+                counts.deferred += 1;
+                false
+            }
+            Err(e) => {
+                counts.notify_failed += 1;
+                metrics::counter!("nightcrier_notifications_total", "kind" => kind, "result" => "failed")
+                    .increment(1);
+                app.log_failure(incident, kind, &e);
+                true
+            }
+        }
     }
 
     async fn notify(
@@ -331,6 +439,16 @@ impl Reporter {
         payload: &serde_json::Value,
         counts: &mut ReportCounts,
     ) {
+        if let (None, Some(app)) = (&self.slack, &self.slack_app) {
+            match app.post_alert(&incident.cluster, payload).await {
+                Ok(()) => counts.notified += 1,
+                Err(e) => {
+                    counts.notify_failed += 1;
+                    app.log_failure(incident, kind, &e);
+                }
+            }
+            return;
+        }
         let Some(slack) = &self.slack else { return };
         match slack.send(payload).await {
             Ok(_) => {
@@ -350,7 +468,6 @@ impl Reporter {
         }
     }
 
-    #[cfg(feature = "object-storage")]
     async fn upload(
         &self,
         ws: &Workspace,
@@ -391,7 +508,6 @@ impl Reporter {
     }
 }
 
-#[cfg(feature = "object-storage")]
 enum Upload {
     Done(Option<String>),
     Later,
@@ -442,4 +558,12 @@ async fn write_html(ws: &Workspace, html: &str) -> Result<(), AgentError> {
     tokio::task::spawn_blocking(move || ws.write(&html_report_file(&ws), html.as_bytes()))
         .await
         .map_err(|e| AgentError::workspace("investigation.html")(std::io::Error::other(e)))?
+}
+
+/// The run's cost as the parent message shows it.
+fn cost_of(usage: Option<&crate::accounting::RunUsage>) -> Option<String> {
+    super::cost::usage_rows(usage)
+        .into_iter()
+        .next()
+        .map(|(_, v)| v)
 }

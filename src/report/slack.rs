@@ -37,7 +37,7 @@ impl RetryPolicy {
     }
 
     /// Exponential, with jitter in its upper half so that retries of several senders spread.
-    fn backoff(&self, retry: u32) -> Duration {
+    pub(super) fn backoff(&self, retry: u32) -> Duration {
         let exp = self
             .initial_backoff
             .saturating_mul(2u32.saturating_pow(retry.saturating_sub(1)))
@@ -49,6 +49,8 @@ impl RetryPolicy {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
+    #[error("webhook_url is not set")]
+    NoWebhook,
     #[error("cannot build the Slack HTTP client: {0}")]
     Client(#[source] reqwest::Error),
     #[error("Slack webhook answered {status} after {attempts} attempt(s): {body}")]
@@ -85,7 +87,7 @@ impl std::fmt::Debug for SlackNotifier {
 impl SlackNotifier {
     pub fn from_config(cfg: &SlackConfig) -> Result<Self, NotifyError> {
         Self::new(
-            cfg.webhook_url.clone(),
+            cfg.webhook_url.clone().ok_or(NotifyError::NoWebhook)?,
             cfg.timeout,
             RetryPolicy::with_attempts(cfg.max_attempts),
         )
@@ -155,7 +157,7 @@ impl SlackNotifier {
 }
 
 /// `Retry-After` in seconds (Slack sends seconds; an HTTP date falls back to the backoff).
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+pub(super) fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     let value = resp.headers().get(reqwest::header::RETRY_AFTER)?;
     let secs: u64 = value.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs))

@@ -226,6 +226,8 @@ mod fleet;
 pub use fleet::{
     Acquired, Beat, InstanceRecord, InstanceRow, LeaseFence, LeaseRow, Peer as FleetPeer,
 };
+mod slack;
+pub use slack::{SlackProgress, SlackThread, MAX_SLACK_PAGE, MAX_SLACK_SEVERITIES};
 
 impl Store {
     /// Opens the pool (creating a SQLite file and its parent directory) and applies migrations.

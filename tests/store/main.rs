@@ -14,6 +14,7 @@ mod queue;
 mod related;
 mod reporting;
 mod resolve;
+mod slack;
 mod specific;
 
 use std::time::Duration;

@@ -11,6 +11,7 @@ mod record;
 mod reporting;
 mod resolve;
 mod rows;
+mod slack;
 
 use std::future::Future;
 use std::str::FromStr;
@@ -28,6 +29,7 @@ pub(super) use queue::*;
 pub(super) use record::{record_faults, record_faults_fenced};
 pub(super) use reporting::*;
 pub(super) use resolve::resolve_open;
+pub(super) use slack::*;
 
 use super::{time, ListFilter, Result, StatusCount, StoreError, StoreOptions};
 use crate::config::DatabaseUrl;

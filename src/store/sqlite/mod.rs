@@ -8,6 +8,7 @@ mod record;
 mod reporting;
 mod resolve;
 mod rows;
+mod slack;
 
 use std::str::FromStr;
 
@@ -23,6 +24,7 @@ pub(super) use queue::*;
 pub(super) use record::record_faults;
 pub(super) use reporting::*;
 pub(super) use resolve::resolve_open;
+pub(super) use slack::*;
 
 use super::{time, ListFilter, Result, StatusCount, StoreError, StoreOptions};
 use crate::config::DatabaseUrl;
