@@ -112,6 +112,9 @@ impl App {
                 source,
             })?;
         store.set_budgets(crate::store::BudgetPolicy::from_config(&config));
+        store.set_ingest_synchronous_commit(
+            config.database.ingest_synchronous_commit == crate::config::SynchronousCommit::On,
+        );
         let health = Health::new();
         let reporter = Reporter::from_config(store.clone(), &config)?;
         let mut http = HttpServer::bind_configured(

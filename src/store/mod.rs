@@ -147,6 +147,8 @@ struct Inner {
     /// Budgets and pending TTLs the claim and the expiry enforce. A std lock: read briefly, never
     /// held across an await.
     budgets: std::sync::RwLock<Arc<budgets::BudgetPolicy>>,
+    /// PostgreSQL: `record_faults` transactions wait for their WAL flush (the default).
+    ingest_sync_commit: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Inner {
@@ -243,6 +245,7 @@ impl Store {
                 pending,
                 listener,
                 budgets: std::sync::RwLock::default(),
+                ingest_sync_commit: std::sync::atomic::AtomicBool::new(true),
             }),
         };
         store.migrate().await?;
@@ -313,7 +316,13 @@ impl Store {
         let groups = batch::group(faults)?;
         let cooldown = chrono::Duration::from_std(self.inner.cooldown)
             .map_err(|_| StoreError::InvalidInput("dedup cooldown is too large".into()))?;
-        let recorded = dispatch!(self.record_faults(faults, &groups, cooldown))?;
+        let recorded = match &self.inner.backend {
+            Backend::Sqlite(pool) => sqlite::record_faults(pool, faults, &groups, cooldown).await,
+            Backend::Postgres(pool) => {
+                let sync = self.ingest_synchronous_commit();
+                postgres::record_faults(pool, faults, &groups, cooldown, sync).await
+            }
+        }?;
         if recorded
             .iter()
             .any(|r| r.created && r.status == IncidentStatus::Pending)
@@ -321,6 +330,23 @@ impl Store {
             self.wake();
         }
         Ok(recorded)
+    }
+
+    /// `database.ingest_synchronous_commit`: with `false`, PostgreSQL's `record_faults`
+    /// transactions do not wait for their WAL flush (`SET LOCAL synchronous_commit = off`). A
+    /// crash of the database host can then lose faults committed in its last moments (never
+    /// half a batch: the transaction stays atomic). No effect on SQLite.
+    pub fn set_ingest_synchronous_commit(&self, on: bool) {
+        self.inner
+            .ingest_sync_commit
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// See [`Store::set_ingest_synchronous_commit`].
+    pub fn ingest_synchronous_commit(&self) -> bool {
+        self.inner
+            .ingest_sync_commit
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Atomically leases the most severe (critical, warning, other), then oldest, pending

@@ -26,8 +26,9 @@ pub(in crate::store) async fn record_faults(
     faults: &[ReceivedFault],
     groups: &[Group],
     cooldown: chrono::Duration,
+    synchronous_commit: bool,
 ) -> Result<Vec<Recorded>> {
-    with_retry(|| record_once(pool, faults, groups, cooldown)).await
+    with_retry(|| record_once(pool, faults, groups, cooldown, synchronous_commit)).await
 }
 
 async fn record_once(
@@ -35,9 +36,18 @@ async fn record_once(
     faults: &[ReceivedFault],
     groups: &[Group],
     cooldown: chrono::Duration,
+    synchronous_commit: bool,
 ) -> Result<Vec<Recorded>> {
     let new_ids = batch::new_ids(groups);
     let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
+    if !synchronous_commit {
+        // The operator's durability choice (`database.ingest_synchronous_commit: off`): the
+        // commit returns before its WAL flush, for this transaction only.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db(CTX))?;
+    }
     let now = time::now();
 
     // 1. Every incident the groups could attach to.
