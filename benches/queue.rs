@@ -323,8 +323,19 @@ async fn scenario(db: &Db, w: &Workload, which: Scenario) -> Outcome {
         let pool = WorkerPool::new(s.clone(), r.clone(), settings);
         tasks.push(tokio::spawn(pool.run(soft.clone(), hard.clone())));
     }
+    // The handlers' own count first (polling the database's counts over 20,000 rows would load
+    // the very server being measured), then the database's word that every run is recorded.
+    let ended = || {
+        recorders
+            .iter()
+            .map(|r| r.spans.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum::<usize>()
+    };
+    while ended() < w.jobs {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     while terminal(&store).await < w.jobs as i64 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let took = t0.elapsed();
     while started.try_recv().is_ok() {}
@@ -346,13 +357,22 @@ async fn scenario(db: &Db, w: &Workload, which: Scenario) -> Outcome {
             .await
             .expect("picked up within 30 s")
             .expect("channel open");
-        assert_eq!(id, rec[0].incident_id, "the started run is the one recorded");
+        assert_eq!(
+            id, rec[0].incident_id,
+            "the started run is the one recorded"
+        );
         if i >= warmup {
             pickup.push(at.saturating_duration_since(committed));
             pickup_with_write.push(at.saturating_duration_since(before));
         }
-        while terminal(&store).await < (w.jobs + i + 1) as i64 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        while !store
+            .get(&id.to_string())
+            .await
+            .expect("the incident")
+            .status
+            .is_terminal()
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         // Let the pool settle back to waiting.
         tokio::time::sleep(Duration::from_millis(20)).await;

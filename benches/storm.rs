@@ -76,6 +76,7 @@ async fn storm(db: &Db, notifications: usize, buffer: usize) {
             clusters: CLUSTERS,
             faults: FAULTS_PER_SERVER,
             buffer_capacity: buffer,
+            linger: None,
         },
         db.store().await,
     )
