@@ -110,6 +110,7 @@ async fn storm(db: &Db, notifications: usize, buffer: usize) {
             clusters: CLUSTERS,
             faults: FAULTS_PER_SERVER,
             buffer_capacity: buffer,
+            linger: None,
         },
         db.store().await,
     )
@@ -218,6 +219,7 @@ async fn workloads(db: &Db, coalesce: bool, repeats: usize) {
             clusters: W_CLUSTERS,
             faults: 1,
             buffer_capacity: nightcrier::config::IngestConfig::default().buffer_capacity,
+            linger: None,
         },
         store.clone(),
     )

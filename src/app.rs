@@ -114,6 +114,9 @@ impl App {
             })?;
         store.set_budgets(crate::store::BudgetPolicy::from_config(&config));
         store.set_related_window(config.dedup.related());
+        store.set_ingest_synchronous_commit(
+            config.database.ingest_synchronous_commit == crate::config::SynchronousCommit::On,
+        );
         let health = Health::new();
         let reporter = Reporter::from_config(store.clone(), &config)?;
         let mut http = HttpServer::bind_configured(

@@ -28,6 +28,12 @@ struct Sizes {
     rate: u64,
     seconds: u64,
     agents: u32,
+    /// `--sync-commit=off`: `database.ingest_synchronous_commit: off` (PostgreSQL).
+    sync_commit: bool,
+    /// `--linger-ms=N`: the writer's `ingest.batch_linger`.
+    linger: Option<Duration>,
+    /// `--only-idle`: skip the run with every agent slot busy.
+    only_idle: bool,
 }
 
 pub async fn backend(args: &Args, pg: Option<&Postgres>) {
@@ -40,6 +46,16 @@ pub async fn backend(args: &Args, pg: Option<&Postgres>) {
         rate: args.num("rate", 1_000, 1_000) as u64,
         seconds: args.num("seconds", 10, 3) as u64,
         agents: args.num("agents", 5, 5) as u32,
+        sync_commit: !args
+            .opts
+            .iter()
+            .any(|(k, v)| k == "sync-commit" && v == "off"),
+        linger: args
+            .opts
+            .iter()
+            .any(|(k, _)| k == "linger-ms")
+            .then(|| Duration::from_millis(args.num("linger-ms", 5, 5) as u64)),
+        only_idle: args.opts.iter().any(|(k, _)| k == "only-idle"),
     };
     let fresh = || async {
         match pg {
@@ -60,6 +76,14 @@ pub async fn backend(args: &Args, pg: Option<&Postgres>) {
         sizes.seconds
     );
     println!(
+        "ingest_synchronous_commit: {}, batch_linger: {}",
+        if sizes.sync_commit { "on" } else { "off" },
+        sizes.linger.map_or_else(
+            || "default".to_string(),
+            |l| format!("{} ms", l.as_millis())
+        )
+    );
+    println!(
         "raw limit: {:.0} rows/s ({} rows, minimal insert loop, 500 per transaction)",
         raw, sizes.events
     );
@@ -67,7 +91,12 @@ pub async fn backend(args: &Args, pg: Option<&Postgres>) {
         "{:<14} {:>10} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8}",
         "agents", "events/s", "of raw", "lat p50", "lat p99", "lat max", "samples", "dropped"
     );
-    for busy in [false, true] {
+    let runs: &[bool] = if sizes.only_idle {
+        &[false]
+    } else {
+        &[false, true]
+    };
+    for &busy in runs {
         let db = fresh().await;
         let r = measure(&db, &sizes, busy).await;
         println!(
@@ -99,12 +128,14 @@ struct Figures {
 
 async fn measure(db: &Db, sizes: &Sizes, busy: bool) -> Figures {
     let store = db.store().await;
+    store.set_ingest_synchronous_commit(sizes.sync_commit);
     let p = Pipeline::start(
         &PipelineSpec {
             servers: sizes.servers,
             clusters: sizes.clusters,
             faults: sizes.faults,
             buffer_capacity: nightcrier::config::IngestConfig::default().buffer_capacity,
+            linger: sizes.linger,
         },
         store.clone(),
     )

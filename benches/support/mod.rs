@@ -269,6 +269,8 @@ pub struct PipelineSpec {
     /// Distinct faults each simulator knows.
     pub faults: usize,
     pub buffer_capacity: usize,
+    /// The writer's `batch_linger` instead of the default.
+    pub linger: Option<Duration>,
 }
 
 impl Pipeline {
@@ -306,12 +308,11 @@ impl Pipeline {
             })
             .collect();
         let (sender, receiver) = ingest::channel(spec.buffer_capacity);
-        let writer = IngestWriter::new(
-            receiver,
-            store.clone(),
-            Health::new(),
-            WriterOptions::default(),
-        );
+        let mut writer_options = WriterOptions::default();
+        if let Some(linger) = spec.linger {
+            writer_options.batch_linger = linger;
+        }
+        let writer = IngestWriter::new(receiver, store.clone(), Health::new(), writer_options);
         let tap = Arc::new(Tap {
             sender,
             accepted: AtomicU64::new(0),

@@ -69,6 +69,10 @@ pub struct DatabaseConfig {
     /// How long an operation waits for a connection (and SQLite for a lock) before failing.
     #[serde(with = "humantime_serde")]
     pub acquire_timeout: Duration,
+    /// PostgreSQL only: whether ingest commits wait for their WAL flush (`on`, the server's
+    /// durability) or not (`off`: `SET LOCAL synchronous_commit = off` per ingest transaction; a
+    /// crash of the database host can lose the last moments of committed faults).
+    pub ingest_synchronous_commit: SynchronousCommit,
 }
 
 impl Default for DatabaseConfig {
@@ -77,8 +81,18 @@ impl Default for DatabaseConfig {
             url: DatabaseUrl::new("sqlite://./data/nightcrier.db"),
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            ingest_synchronous_commit: SynchronousCommit::On,
         }
     }
+}
+
+/// `database.ingest_synchronous_commit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SynchronousCommit {
+    #[default]
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -151,6 +151,8 @@ struct Inner {
     related_window: std::sync::RwLock<Option<Duration>>,
     /// The leases this process holds, checked by `record_faults_fenced` (fleet on PostgreSQL).
     fence: std::sync::RwLock<Option<Arc<fleet::LeaseFence>>>,
+    /// PostgreSQL: `record_faults` transactions wait for their WAL flush (the default).
+    ingest_sync_commit: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Inner {
@@ -258,6 +260,7 @@ impl Store {
                 budgets: std::sync::RwLock::default(),
                 related_window: std::sync::RwLock::default(),
                 fence: std::sync::RwLock::default(),
+                ingest_sync_commit: std::sync::atomic::AtomicBool::new(true),
             }),
         };
         store.migrate().await?;
@@ -353,7 +356,15 @@ impl Store {
             .map(chrono::Duration::from_std)
             .transpose()
             .map_err(|_| StoreError::InvalidInput("dedup related window is too large".into()))?;
-        let recorded = dispatch!(self.record_faults(faults, &groups, cooldown, window))?;
+        let recorded = match &self.inner.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::record_faults(pool, faults, &groups, cooldown, window).await
+            }
+            Backend::Postgres(pool) => {
+                let sync = self.ingest_synchronous_commit();
+                postgres::record_faults(pool, faults, &groups, cooldown, window, sync).await
+            }
+        }?;
         if recorded
             .iter()
             .any(|r| r.created && r.status == IncidentStatus::Pending)
@@ -387,8 +398,10 @@ impl Store {
             .map(chrono::Duration::from_std)
             .transpose()
             .map_err(|_| StoreError::InvalidInput("dedup related window is too large".into()))?;
+        let sync = self.ingest_synchronous_commit();
         let recorded =
-            postgres::record_faults_fenced(pool, faults, &groups, cooldown, window, &fence).await?;
+            postgres::record_faults_fenced(pool, faults, &groups, cooldown, window, sync, &fence)
+                .await?;
         if recorded
             .iter()
             .any(|r| r.created && r.status == IncidentStatus::Pending)
@@ -396,6 +409,23 @@ impl Store {
             self.wake();
         }
         Ok(recorded)
+    }
+
+    /// `database.ingest_synchronous_commit`: with `false`, PostgreSQL's `record_faults`
+    /// transactions do not wait for their WAL flush (`SET LOCAL synchronous_commit = off`). A
+    /// crash of the database host can then lose faults committed in its last moments (never
+    /// half a batch: the transaction stays atomic). No effect on SQLite.
+    pub fn set_ingest_synchronous_commit(&self, on: bool) {
+        self.inner
+            .ingest_sync_commit
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// See [`Store::set_ingest_synchronous_commit`].
+    pub fn ingest_synchronous_commit(&self) -> bool {
+        self.inner
+            .ingest_sync_commit
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Atomically leases the most severe (critical, warning, other), then oldest, pending

@@ -15,8 +15,8 @@ use crate::incident::{AgentRun, Incident, IncidentStatus, RunOutcome};
 use crate::store::budgets::BudgetPolicy;
 use crate::store::{time, ClaimLimits, Claimed, RescueCounts, Result, StoreError};
 
-/// The advisory lock key of claims ("nightcrier claim").
-const CLAIM_LOCK: i64 = 0x6e63_636c_6169_6d00;
+// The advisory lock key of claims ("nightcrier claim"), written out in `CLAIM_BEGIN`:
+// 0x6e63_636c_6169_6d00 = 7954310684008344832.
 
 pub(in crate::store) async fn claim(
     pool: &PgPool,
@@ -24,7 +24,24 @@ pub(in crate::store) async fn claim(
     limits: ClaimLimits,
     lease: Duration,
 ) -> Result<Option<Claimed>> {
-    with_retry(|| claim_once(pool, owner, limits, lease, None)).await
+    let claimed = with_retry(|| claim_once(pool, owner, limits, lease, None)).await?;
+    make_durable(pool, claimed).await
+}
+
+/// Returns a claim only once it is durable. The claim committed asynchronously, so a crash of
+/// the database host could still lose it; a synchronous commit of a transaction that writes WAL
+/// (`txid_current()` gives it an id, hence a commit record) flushes the WAL up to itself, which
+/// includes the claim's commit. WAL is one sequence, so this is exact across processes too: a
+/// claim decided after seeing another, lost one is itself later in the WAL and lost with it,
+/// and its own flush fails, so no agent is started on a decision the crash undid.
+async fn make_durable(pool: &PgPool, claimed: Option<Claimed>) -> Result<Option<Claimed>> {
+    if claimed.is_some() {
+        sqlx::query("SELECT txid_current()")
+            .execute(pool)
+            .await
+            .map_err(StoreError::db("making a claim durable"))?;
+    }
+    Ok(claimed)
 }
 
 /// [`claim`] within the budgets of `policy`, their windows judged as at `now`.
@@ -36,8 +53,20 @@ pub(in crate::store) async fn claim_budgeted(
     policy: &BudgetPolicy,
     now: DateTime<Utc>,
 ) -> Result<Option<Claimed>> {
-    with_retry(|| claim_once(pool, owner, limits, lease, Some((policy, now)))).await
+    let claimed =
+        with_retry(|| claim_once(pool, owner, limits, lease, Some((policy, now)))).await?;
+    make_durable(pool, claimed).await
 }
+
+/// Begins the claim transaction and takes the claim lock in one round trip (a
+/// simple query of three statements): claims run one at a time across processes, so every
+/// round trip inside the lock is paid by every claim of every process.
+///
+/// The claim commits without waiting for its WAL flush, so the lock is not held through an
+/// `fsync` (which made claims as slow as the disk: about one per flush). [`claim`] then waits
+/// for durability outside the lock, before the claim is acted upon: see [`make_durable`].
+const CLAIM_BEGIN: &str =
+    "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock(7954310684008344832)";
 
 async fn claim_once(
     pool: &PgPool,
@@ -47,10 +76,8 @@ async fn claim_once(
     budgets: Option<(&BudgetPolicy, DateTime<Utc>)>,
 ) -> Result<Option<Claimed>> {
     const CTX: &str = "claiming an incident";
-    let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(CLAIM_LOCK)
-        .execute(&mut *tx)
+    let mut tx = pool
+        .begin_with(CLAIM_BEGIN)
         .await
         .map_err(StoreError::db(CTX))?;
     // Budgets first, under the lock: the holds they write are committed even when nothing is
@@ -64,17 +91,12 @@ async fn claim_once(
         }
         held = holds.clusters.into_iter().map(|(c, _)| c).collect();
     }
-    let running: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM incidents WHERE status = 'running'")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(StoreError::db(CTX))?;
-    if running >= i64::from(limits.max_concurrent_agents) {
-        tx.commit().await.map_err(StoreError::db(CTX))?;
-        return Ok(None);
-    }
+    // One statement, taken after the lock (READ COMMITTED: a new snapshot per statement), so
+    // the running counts it checks include every claim and completion committed before it.
     let candidate: Option<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM incidents WHERE status = 'pending' AND cluster NOT IN \
+        "SELECT id FROM incidents WHERE status = 'pending' \
+           AND (SELECT count(*) FROM incidents WHERE status = 'running') < $3 \
+           AND cluster NOT IN \
            (SELECT cluster FROM incidents WHERE status = 'running' \
             GROUP BY cluster HAVING count(*) >= $1) \
            AND NOT (cluster = ANY($2)) \
@@ -82,6 +104,7 @@ async fn claim_once(
     )
     .bind(i64::from(limits.max_agents_per_cluster))
     .bind(&held)
+    .bind(i64::from(limits.max_concurrent_agents))
     .fetch_optional(&mut *tx)
     .await
     .map_err(StoreError::db(CTX))?;
@@ -92,10 +115,15 @@ async fn claim_once(
     // Read the clock only now: every completion this claim saw as committed took its finish time
     // before that, so a run's start never precedes the end of the run it replaced.
     let now = time::now();
+    // The lease and the attempt's agent-run row in one statement.
     let row = sqlx::query(&format!(
-        "UPDATE incidents SET status = 'running', attempt = attempt + 1, started_at = $1, \
-         lease_owner = $2, lease_expires_at = $3, finished_at = NULL, failure_reason = NULL \
-         WHERE id = $4 AND status = 'pending' RETURNING {INCIDENT_COLUMNS}"
+        "WITH claimed AS (UPDATE incidents SET status = 'running', attempt = attempt + 1, \
+           started_at = $1, lease_owner = $2, lease_expires_at = $3, finished_at = NULL, \
+           failure_reason = NULL \
+           WHERE id = $4 AND status = 'pending' RETURNING {INCIDENT_COLUMNS}), \
+         run AS (INSERT INTO agent_runs (incident_id, attempt, worker, started_at) \
+           SELECT id, attempt, $2, $1 FROM claimed) \
+         SELECT * FROM claimed"
     ))
     .bind(now)
     .bind(owner)
@@ -108,16 +136,6 @@ async fn claim_once(
         return Ok(None);
     };
     let incident = rows::incident(&row)?;
-    sqlx::query(
-        "INSERT INTO agent_runs (incident_id, attempt, worker, started_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(incident.id)
-    .bind(incident.attempt)
-    .bind(owner)
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .map_err(StoreError::db(CTX))?;
     tx.commit().await.map_err(StoreError::db(CTX))?;
     Ok(Some(Claimed {
         attempt: incident.attempt,
@@ -223,35 +241,33 @@ pub(in crate::store) async fn complete(
     outcome: &RunOutcome,
 ) -> Result<bool> {
     const CTX: &str = "completing an agent run";
-    let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
     let now = time::now();
-    let done = sqlx::query(
-        "UPDATE incidents SET status = $1, failure_reason = $2, finished_at = $3, \
-         lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id = $4 AND attempt = $5 AND status = 'running'",
+    // One statement (atomic on its own, so no BEGIN/COMMIT round trips): the fenced update, the
+    // attempt's agent-run row as `finish_run` ends it, and a NOTIFY (a slot is free again:
+    // consumers in other processes may claim now, not at their next tick), the last two only
+    // when the fence let the update through.
+    let (completed, _notified): (i64, i64) = sqlx::query_as(
+        "WITH done AS (UPDATE incidents SET status = $1, failure_reason = $2, finished_at = $3, \
+           lease_owner = NULL, lease_expires_at = NULL \
+           WHERE id = $4 AND attempt = $5 AND status = 'running' RETURNING id), \
+         run AS (UPDATE agent_runs SET finished_at = $3, outcome = $1, reason = $2, \
+           exit_code = $6 \
+           WHERE incident_id IN (SELECT id FROM done) AND attempt = $5 \
+           AND finished_at IS NULL), \
+         woken AS (SELECT pg_notify($7, '') FROM done) \
+         SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM woken)",
     )
     .bind(outcome.status.as_str())
     .bind(&outcome.reason)
     .bind(now)
     .bind(id)
     .bind(attempt)
-    .execute(&mut *tx)
+    .bind(outcome.exit_code)
+    .bind(super::listener::CHANNEL)
+    .fetch_one(pool)
     .await
     .map_err(StoreError::db(CTX))?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
-    }
-    let end = RunEnd {
-        outcome: outcome.status,
-        reason: outcome.reason.as_deref(),
-        exit_code: outcome.exit_code,
-        at: now,
-    };
-    finish_run(&mut tx, id, attempt, end, CTX).await?;
-    // A slot is free again: consumers in other processes may claim now, not at their next tick.
-    notify_pending(&mut tx, CTX).await?;
-    tx.commit().await.map_err(StoreError::db(CTX))?;
-    Ok(true)
+    Ok(completed > 0)
 }
 
 /// Returns the new status, or `None` when the lease was already lost.

@@ -27,8 +27,20 @@ pub(in crate::store) async fn record_faults(
     groups: &[Group],
     cooldown: chrono::Duration,
     related_window: Option<chrono::Duration>,
+    synchronous_commit: bool,
 ) -> Result<Vec<Recorded>> {
-    with_retry(|| record_once(pool, faults, groups, cooldown, related_window, None)).await
+    with_retry(|| {
+        record_once(
+            pool,
+            faults,
+            groups,
+            cooldown,
+            related_window,
+            synchronous_commit,
+            None,
+        )
+    })
+    .await
 }
 
 /// [`record_faults`] that first checks and holds the leases `fence` names (see
@@ -39,9 +51,21 @@ pub(in crate::store) async fn record_faults_fenced(
     groups: &[Group],
     cooldown: chrono::Duration,
     related_window: Option<chrono::Duration>,
+    synchronous_commit: bool,
     fence: &LeaseFence,
 ) -> Result<Vec<Recorded>> {
-    with_retry(|| record_once(pool, faults, groups, cooldown, related_window, Some(fence))).await
+    with_retry(|| {
+        record_once(
+            pool,
+            faults,
+            groups,
+            cooldown,
+            related_window,
+            synchronous_commit,
+            Some(fence),
+        )
+    })
+    .await
 }
 
 async fn record_once(
@@ -50,10 +74,19 @@ async fn record_once(
     groups: &[Group],
     cooldown: chrono::Duration,
     related_window: Option<chrono::Duration>,
+    synchronous_commit: bool,
     fence: Option<&LeaseFence>,
 ) -> Result<Vec<Recorded>> {
     let new_ids = batch::new_ids(groups);
     let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
+    if !synchronous_commit {
+        // The operator's durability choice (`database.ingest_synchronous_commit: off`): the
+        // commit returns before its WAL flush, for this transaction only.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db(CTX))?;
+    }
     if let Some(fence) = fence {
         crate::store::fleet::check_fence(&mut tx, fence, faults).await?;
     }
