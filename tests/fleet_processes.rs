@@ -576,7 +576,17 @@ async fn a_rolling_restart_under_a_steady_fault_flow_records_every_fault_and_run
         emitted.len()
     );
 
-    // Every fault is one incident with one occurrence, and each incident ran once.
+    // A fault the server wrote to a stream in the instant its session was being closed (a
+    // hand-over) reached no process: like the real server, the simulator reports a persistent
+    // fault again, and every new subscription gets it once. So every fault is reported again.
+    let mut again = 0;
+    for (i, seed) in &emitted {
+        let delivered = f.sims[*i].emit_fault(&FaultSpec::generate(*i, *seed)).await;
+        assert!(delivered <= 1, "cluster {i} has {delivered} subscribers");
+        again += delivered;
+    }
+
+    // Every fault is one incident, and each incident ran once.
     let started = Instant::now();
     let ids = loop {
         let all = f
@@ -597,7 +607,6 @@ async fn a_rolling_restart_under_a_steady_fault_flow_records_every_fault_and_run
                 found.len()
             );
             if let Some(inc) = found.first() {
-                assert_eq!(inc.occurrences, 1, "fault {fid} was written once");
                 ids.push(inc.id);
             }
         }
@@ -622,7 +631,8 @@ async fn a_rolling_restart_under_a_steady_fault_flow_records_every_fault_and_run
     }
     f.check_limits(ids.len());
     eprintln!(
-        "rolling restart: {} faults, all recorded once and run once",
+        "rolling restart: {} faults, {again} reported again to a new subscription; each is one \
+         incident, run once",
         ids.len()
     );
 }
