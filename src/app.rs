@@ -113,6 +113,7 @@ impl App {
                 source,
             })?;
         store.set_budgets(crate::store::BudgetPolicy::from_config(&config));
+        store.set_related_window(config.dedup.related());
         let health = Health::new();
         let reporter = Reporter::from_config(store.clone(), &config)?;
         let mut http = HttpServer::bind_configured(

@@ -54,6 +54,59 @@ pub fn fault_id(cluster: &str, fault_type: &str, resource_uid: &str, container: 
     hex::encode(&digest[..8])
 }
 
+/// Characters Kubernetes uses for generated name suffixes (`k8s.io/apimachinery` rand: no
+/// vowels, no 0/1/3, so that no word and no ambiguous digit appears).
+const GENERATED_ALPHABET: &str = "bcdfghjklmnpqrstvwxz2456789";
+
+fn generated(segment: &str, len: std::ops::RangeInclusive<usize>) -> bool {
+    len.contains(&segment.len()) && segment.chars().all(|c| GENERATED_ALPHABET.contains(c))
+}
+
+/// The workload a pod most likely belongs to, from its name as the controllers generate it:
+/// `<deployment>-<pod-template-hash>-<5>` (Deployment), `<owner>-<5>` (ReplicaSet, DaemonSet,
+/// Job), `<statefulset>-<ordinal>`. `None` for a name that carries no such suffix.
+///
+/// The name is the only owner information a fault carries (its event has no ownerReferences),
+/// and evidence is gathered only when a run starts, after the fault was recorded. A false match
+/// joins two pods of similarly named workloads in one namespace into one investigation, which
+/// the report shows (related faults are listed): cheaper than 200 investigations.
+pub fn pod_owner(pod_name: &str) -> Option<&str> {
+    let (rest, last) = pod_name.rsplit_once('-')?;
+    if rest.is_empty() {
+        return None;
+    }
+    if !last.is_empty() && last.len() <= 5 && last.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(rest);
+    }
+    if !generated(last, 5..=5) {
+        return None;
+    }
+    match rest.rsplit_once('-') {
+        Some((owner, hash)) if !owner.is_empty() && generated(hash, 6..=10) => Some(owner),
+        _ => Some(rest),
+    }
+}
+
+impl Fault {
+    /// The key that makes faults *related*: the same workload (pods of one owner, see
+    /// [`pod_owner`]) or the same object (uid), in one namespace. Faults with equal keys in one
+    /// cluster are investigated together. `None` when the fault names no object.
+    pub fn related_key(&self) -> Option<String> {
+        let r = &self.resource;
+        let ns = r.namespace.as_deref().unwrap_or("");
+        if r.kind == "Pod" {
+            if let Some(owner) = pod_owner(&r.name) {
+                return Some(format!("owner:{ns}/{owner}"));
+            }
+        }
+        if r.uid.is_empty() {
+            None
+        } else {
+            Some(format!("uid:{}", r.uid))
+        }
+    }
+}
+
 /// One fault as nightcrier received it, ready to be recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedFault {
@@ -198,6 +251,39 @@ mod tests {
         assert_eq!(r.raw[RAW_TRUNCATED_KEY], true);
         assert_eq!(r.raw["context"], r.fault.context.as_str());
         assert!(r.size_bytes() < 3 * MAX_CONTEXT_BYTES);
+    }
+
+    #[test]
+    fn pod_owner_strips_generated_suffixes_only() {
+        assert_eq!(pod_owner("checkout-7d9c8b6f5d-x2x4q"), Some("checkout"));
+        assert_eq!(
+            pod_owner("checkout-api-5f6b7c8d9-kq2zt"),
+            Some("checkout-api")
+        );
+        assert_eq!(pod_owner("node-exporter-4xk2p"), Some("node-exporter"));
+        assert_eq!(pod_owner("postgres-0"), Some("postgres"));
+        assert_eq!(pod_owner("kafka-12"), Some("kafka"));
+        // A word suffix (vowels), a bare name, a leading dash: no owner.
+        assert_eq!(pod_owner("my-debug"), None);
+        assert_eq!(pod_owner("standalone"), None);
+        assert_eq!(pod_owner("-x2x4q"), None);
+        assert_eq!(pod_owner("api-abcde"), None);
+    }
+
+    #[test]
+    fn related_key_is_the_owner_for_pods_and_the_uid_otherwise() {
+        let mut f: Fault = serde_json::from_value(serde_json::json!({
+            "subscriptionId": "s", "faultId": "f", "faultType": "CrashLoop", "severity": "critical",
+            "resource": {"kind": "Pod", "name": "web-6c9f8d7b4-zq2xw", "namespace": "shop", "uid": "u1"},
+            "timestamp": ""
+        }))
+        .unwrap();
+        assert_eq!(f.related_key().as_deref(), Some("owner:shop/web"));
+        f.resource.name = "web".into();
+        assert_eq!(f.related_key().as_deref(), Some("uid:u1"));
+        f.resource.kind = "Node".into();
+        f.resource.uid.clear();
+        assert_eq!(f.related_key(), None);
     }
 
     #[test]

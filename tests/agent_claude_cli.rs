@@ -22,7 +22,7 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use nightcrier::accounting::Accounting;
-use nightcrier::agent::AgentRunner;
+use nightcrier::agent::{AgentRunner, RunReport};
 use nightcrier::config::{AgentPreset, Secret};
 use nightcrier::incident::IncidentStatus;
 use serde_json::{json, Value};
@@ -68,6 +68,8 @@ struct Recorded {
 struct FakeApi {
     report_path: PathBuf,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    /// Input tokens the fake reports per request (the CLI prices them itself).
+    input_tokens: u64,
 }
 
 impl FakeApi {
@@ -137,13 +139,13 @@ fn sse(events: &[(&str, Value)]) -> String {
 }
 
 /// The streaming form: each block sent as start, one delta, stop.
-fn stream_body(model: &str, blocks: &[Value], stop_reason: &str) -> String {
+fn stream_body(model: &str, blocks: &[Value], stop_reason: &str, input_tokens: u64) -> String {
     let mut events = vec![(
         "message_start",
         json!({"type": "message_start", "message": {
             "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 50, "output_tokens": 1,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1,
                       "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 200}
         }}),
     )];
@@ -194,13 +196,18 @@ async fn messages(State(api): State<FakeApi>, uri: Uri, body: String) -> Respons
         Response::builder()
             .header(header::CONTENT_TYPE, "text/event-stream")
             .header(header::CACHE_CONTROL, "no-cache")
-            .body(Body::from(stream_body(&model, &blocks, stop_reason)))
+            .body(Body::from(stream_body(
+                &model,
+                &blocks,
+                stop_reason,
+                api.input_tokens,
+            )))
             .unwrap()
     } else {
         let message = json!({
             "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
             "content": blocks, "stop_reason": stop_reason, "stop_sequence": null,
-            "usage": {"input_tokens": 50, "output_tokens": 40,
+            "usage": {"input_tokens": api.input_tokens, "output_tokens": 40,
                       "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 200}
         });
         Response::builder()
@@ -220,8 +227,12 @@ async fn anything_else(State(api): State<FakeApi>, method: Method, uri: Uri) -> 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_claude_preset_runs_the_real_cli_to_a_written_report() {
+/// Runs the claude preset against the fake API (reporting `input_tokens` per request) with the
+/// given spend ceiling; the run's report, the model requests and the report's path.
+async fn run_claude(
+    input_tokens: u64,
+    max_cost_usd: Option<f64>,
+) -> (RunReport, Vec<Recorded>, PathBuf, tempfile::TempDir) {
     let claude = claude_binary();
     let root = tempfile::tempdir().unwrap();
     let incident = incident("prod");
@@ -233,6 +244,7 @@ async fn the_claude_preset_runs_the_real_cli_to_a_written_report() {
     let api = FakeApi {
         report_path: report_path.clone(),
         requests: Arc::default(),
+        input_tokens,
     };
     let app = Router::new()
         .route("/v1/messages", post(messages))
@@ -248,6 +260,7 @@ async fn the_claude_preset_runs_the_real_cli_to_a_written_report() {
     agent.model = Some("sonnet".into());
     agent.timeout = Duration::from_secs(180);
     agent.kill_grace = Duration::from_secs(2);
+    agent.max_cost_usd = max_cost_usd;
     for (k, v) in [
         ("ANTHROPIC_API_KEY", "test".to_string()),
         ("ANTHROPIC_BASE_URL", format!("http://{addr}")),
@@ -268,8 +281,14 @@ async fn the_claude_preset_runs_the_real_cli_to_a_written_report() {
         .await;
     server.abort();
 
-    let log = std::fs::read_to_string(&report.log_path).unwrap_or_default();
     let requests = api.messages();
+    (report, requests, report_path, root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claude_preset_runs_the_real_cli_to_a_written_report() {
+    let (report, requests, report_path, _root) = run_claude(50, None).await;
+    let log = std::fs::read_to_string(&report.log_path).unwrap_or_default();
     assert_eq!(
         report.outcome.status,
         IncidentStatus::Succeeded,
@@ -338,4 +357,33 @@ async fn the_claude_preset_runs_the_real_cli_to_a_written_report() {
     );
     // The CLI's state stayed in the workspace.
     assert!(report.workspace.join("agent-state/claude").is_dir());
+}
+
+/// `agent.max_cost_usd` reaches the real CLI as its spend ceiling: with each request reported at
+/// 2M input tokens (several dollars at any Claude price), the CLI stops after the first turn
+/// instead of sending the tool result back, and says why in its result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spend_ceiling_stops_the_real_cli_after_the_turn_that_passed_it() {
+    let (report, requests, _report_path, _root) = run_claude(2_000_000, Some(1.0)).await;
+    let log = std::fs::read_to_string(&report.log_path).unwrap_or_default();
+    assert!(
+        requests.iter().any(|r| offers_write_tool(&r.body)),
+        "the CLI never asked the model: {log}"
+    );
+    assert!(
+        !requests.iter().any(|r| has_tool_result(&r.body)),
+        "the CLI went on past its budget: {} requests\n{log}",
+        requests.len()
+    );
+    let result_line = log
+        .lines()
+        .find(|l| l.starts_with('{') && l.contains("\"total_cost_usd\""))
+        .expect("no JSON result in agent.log");
+    let result: Value = serde_json::from_str(result_line).unwrap();
+    assert!(
+        result["subtype"].as_str().unwrap_or("").contains("budget"),
+        "{result}"
+    );
+    let usage = &report.usage;
+    assert!(usage.cost_usd.unwrap() > 1.0, "{usage:?}");
 }

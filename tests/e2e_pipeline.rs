@@ -300,3 +300,73 @@ async fn a_lost_mcp_connection_does_not_stop_a_running_agent() {
     assert!(rig.agent_log(running.id).contains("released"));
     run.assert_alive();
 }
+
+/// Related faults through the binary: the simulator's CrashLoop and PodCrash of one pod (two
+/// faultIds) and more pods of the same Deployment are one investigation; `incidents show` names
+/// them, and the prompt of a run started after they attached lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn related_faults_of_one_workload_are_one_investigation() {
+    let sim = simulator("gamma").await;
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    // The first run waits until every fault is recorded, so the incident stays open meanwhile.
+    let agent = format!(
+        "while [ ! -f {go} ]; do sleep 0.05; done\n{WRITE_REPORT}\n",
+        go = go.display()
+    );
+    let mut rig = Rig::sqlite(&[&sim], &agent);
+    rig.setup.related_window = std::time::Duration::from_secs(600);
+    rig.write_config();
+    let _run = rig.start_run();
+    subscribed(&sim).await;
+
+    let first = emit(&sim, 0).await;
+    emit(&sim, 1).await;
+    for suffix in ["b2c4d", "x9z7q", "k5m6n"] {
+        let mut pod = first.clone();
+        pod.name = pod.name.replace("x2k4q", suffix);
+        pod.uid = format!("{}-{suffix}", pod.uid);
+        assert!(sim.emit_fault(&pod).await >= 1);
+    }
+    // A different workload opens its own incident.
+    emit(&sim, 5).await;
+
+    let store = rig.store().await;
+    let storm_fault = first.fault_id("gamma");
+    let storm = wait_until("five occurrences on one incident", DEADLINE, || async {
+        all_incidents(&store)
+            .await
+            .into_iter()
+            .find(|i| i.fault_id == storm_fault && i.occurrences == 5)
+    })
+    .await;
+    std::fs::write(&go, "").unwrap();
+    let incidents = all_finished(&store, 2, DEADLINE).await;
+    assert!(incidents
+        .iter()
+        .all(|i| i.status == IncidentStatus::Succeeded));
+
+    let id = storm.id.to_string();
+    let show = rig.cli(&["incidents", "show", &id]).await;
+    assert!(show.status.success(), "{show:?}");
+    assert!(show.stdout.contains("related faults"), "{}", show.stdout);
+    for name in ["x9z7q", "PodCrash"] {
+        assert!(show.stdout.contains(name), "{name}: {}", show.stdout);
+    }
+
+    // A run that starts now is told about all four related faults.
+    let retry = rig.cli(&["incidents", "retry", &id]).await;
+    assert!(retry.status.success(), "{retry:?}");
+    wait_until("the second run to finish", DEADLINE, || async {
+        let i = store.get(&id).await.ok()?;
+        (i.attempt == 2 && i.status.is_terminal()).then_some(())
+    })
+    .await;
+    let prompt = std::fs::read_to_string(rig.workspace_root().join(&id).join("prompt.md"))
+        .expect("prompt.md");
+    assert!(
+        prompt.contains("Related faults attached to this incident (4 "),
+        "{prompt}"
+    );
+    assert!(prompt.contains("PodCrash on Pod"), "{prompt}");
+}

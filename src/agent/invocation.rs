@@ -119,6 +119,7 @@ pub fn build(spec: &RunSpec<'_>) -> Result<Invocation, AgentError> {
         user_env: &user_env,
         mcp: spec.mcp,
         max_turns: agent.max_turns,
+        max_cost_usd: agent.max_cost_usd,
         allowed_tools: agent.allowed_tools.as_deref(),
         base_url: base_url.as_deref(),
     };

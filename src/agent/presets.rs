@@ -1,5 +1,5 @@
 //! Each agent CLI's headless argv and environment, in one place per CLI (see
-//! `agent-clis.md`): these drift between CLI versions, so each is one small function that is
+//! `docs/agent-clis.md`): these drift between CLI versions, so each is one small function that is
 //! easy to read against the CLI's help text. `agent.extra_args` is appended by the caller.
 
 use std::path::{Path, PathBuf};
@@ -23,6 +23,8 @@ pub struct PresetInput<'a> {
     /// Nightcrier's per-run MCP endpoint, when MCP tools are offered.
     pub mcp: Option<McpServer<'a>>,
     pub max_turns: u32,
+    /// `agent.max_cost_usd`, for CLIs that enforce a spend ceiling.
+    pub max_cost_usd: Option<f64>,
     /// Built-in tools (the CLI's names); `None`: the preset's default.
     pub allowed_tools: Option<&'a [String]>,
     /// The model API's base URL, for presets that need it in their config (codex).
@@ -167,6 +169,10 @@ pub fn claude(input: &PresetInput<'_>, program: String) -> PresetCommand {
         // Only the servers given here: never a `.mcp.json` an agent left in the workspace.
         s("--strict-mcp-config"),
     ]);
+    if let Some(usd) = input.max_cost_usd {
+        // Claude Code stops before a turn that would pass it and reports `error_max_budget_usd`.
+        args.extend([s("--max-budget-usd"), format!("{usd:.2}")]);
+    }
     if let Some(mcp) = &input.mcp {
         // A file (0600), not an argv string: the token must not show in the process list.
         let path = config_dir.join("mcp.json");
@@ -386,6 +392,7 @@ mod tests {
             user_env: &["GEMINI_API_KEY"],
             mcp: None,
             max_turns: 30,
+            max_cost_usd: None,
             allowed_tools: None,
             base_url: None,
         }
@@ -573,12 +580,14 @@ mod tests {
             &PresetInput {
                 mcp: Some(mcp()),
                 max_turns: 12,
+                max_cost_usd: Some(1.5),
                 allowed_tools: Some(&tools),
                 ..input(None, None)
             },
             s("claude"),
         );
         let at = |flag: &str| c.args.iter().position(|a| a == flag).unwrap();
+        assert_eq!(c.args[at("--max-budget-usd") + 1], "1.50");
         assert_eq!(
             c.args[at("--allowedTools")..at("--max-turns")],
             ["--allowedTools", "Read", "Write", "mcp__kubernetes"]
@@ -640,6 +649,7 @@ mod tests {
             &PresetInput {
                 mcp: Some(mcp()),
                 max_turns: 7,
+                max_cost_usd: None,
                 allowed_tools: Some(&tools),
                 ..input(None, None)
             },

@@ -85,6 +85,9 @@ pub async fn run(
             let incident = store.get(id).await?;
             let runs = store.agent_runs(incident.id).await?;
             let occurrences = store.occurrences(incident.id, 20).await?;
+            let related = store
+                .related_occurrences(incident.id, RELATED_SHOWN)
+                .await?;
             let ws = workspace_root.join(incident.id.to_string());
             let verdict = crate::report::verdict::read(&ws);
             let evidence = crate::evidence::load_index(&ws);
@@ -106,6 +109,7 @@ pub async fn run(
                         "recent_occurrences".into(),
                         serde_json::to_value(&occurrences)?,
                     );
+                    obj.insert("related_faults".into(), serde_json::to_value(&related)?);
                     if let Some(v) = &verdict {
                         obj.insert("verdict".into(), serde_json::to_value(v)?);
                     }
@@ -120,6 +124,23 @@ pub async fn run(
                     "{}",
                     investigation_lines(verdict.as_ref(), evidence.as_ref())
                 );
+                if !related.is_empty() {
+                    println!("\nrelated faults (one investigation covers them):");
+                    let rows: Vec<Vec<String>> = related
+                        .iter()
+                        .map(|o| {
+                            let res = match &o.namespace {
+                                Some(ns) => format!("{}/{ns}/{}", o.resource_kind, o.resource_name),
+                                None => format!("{}/{}", o.resource_kind, o.resource_name),
+                            };
+                            vec![o.fault_type.clone(), res, time(&o.received_at)]
+                        })
+                        .collect();
+                    print!("{}", table(&["FAULT", "RESOURCE", "LAST SEEN"], &rows));
+                    if related.len() as u32 == RELATED_SHOWN {
+                        println!("(first {RELATED_SHOWN} shown)");
+                    }
+                }
                 if !runs.is_empty() {
                     println!("\nattempts:");
                     let rows: Vec<Vec<String>> = runs
@@ -159,6 +180,9 @@ pub async fn run(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Related faults listed by `incidents show`.
+const RELATED_SHOWN: u32 = 50;
 
 fn resource(i: &Incident) -> String {
     match &i.namespace {

@@ -109,6 +109,18 @@ pub struct DedupConfig {
     /// override it in `budgets.clusters.<name>.pending_ttl`.
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub pending_ttl: Option<Duration>,
+    /// Related faults (pods of one workload, or one object with several fault types) last seen
+    /// within this time of an open incident attach to it instead of opening their own, so a
+    /// crash-looping Deployment of 200 pods is one investigation. `0s` turns this off.
+    #[serde(with = "humantime_serde")]
+    pub related_window: Duration,
+}
+
+impl DedupConfig {
+    /// The coalescing window the store applies; `None` when turned off.
+    pub fn related(&self) -> Option<Duration> {
+        (!self.related_window.is_zero()).then_some(self.related_window)
+    }
 }
 
 impl Default for DedupConfig {
@@ -116,6 +128,7 @@ impl Default for DedupConfig {
         Self {
             cooldown: Duration::from_secs(30 * 60),
             pending_ttl: None,
+            related_window: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -274,6 +287,11 @@ pub struct AgentConfig {
     /// The CLI's turn limit (claude `--max-turns`, gemini `model.maxSessionTurns`, goose
     /// `--max-turns`; codex has none).
     pub max_turns: u32,
+    /// Spend ceiling of one run in USD, where the CLI enforces one (claude `--max-budget-usd`).
+    /// Codex, Gemini CLI and Goose have no such option and report their spend only as they end
+    /// (or per turn, in tokens): for them the ceilings are `max_turns` and `timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
     /// Built-in tools offered to the agent, in the CLI's own names (claude: `Read`, `Bash`...;
     /// gemini: `read_file`, `run_shell_command`...). `None`: the preset's default.
     pub allowed_tools: Option<Vec<String>>,
@@ -316,6 +334,7 @@ impl Default for AgentConfig {
             min_report_bytes: 100,
             container: None,
             max_turns: 30,
+            max_cost_usd: None,
             allowed_tools: None,
             additional_prompt: None,
             mcp_tools: true,

@@ -470,6 +470,14 @@ fn check_agent(ck: &mut Checker, key: &str, a: &AgentConfig) {
         }
     }
     ck.positive(&format!("{key}.max_turns"), a.max_turns.into());
+    if let Some(usd) = a.max_cost_usd {
+        if !(usd.is_finite() && usd > 0.0) {
+            ck.fail(
+                format!("{key}.max_cost_usd"),
+                format!("must be a positive amount of USD, got {usd}"),
+            );
+        }
+    }
     ck.nonzero(&format!("{key}.mcp_call_timeout"), a.mcp_call_timeout);
     if a.mcp_max_result_bytes < 1024 || a.mcp_max_result_bytes > 16 * 1024 * 1024 {
         ck.fail(

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::HttpState;
 use crate::agent::{Bounded, FileEntry, Workspace, MAX_REPORT_BYTES};
 use crate::incident::Incident;
-use crate::report::{escape_html as esc, render_page, run_duration, summarize};
+use crate::report::{escape_html as esc, page_facts, render_page_with, run_duration, summarize};
 use crate::store::{ListFilter, StoreError};
 
 /// Incidents on the list page, newest first.
@@ -237,7 +237,14 @@ async fn report(
     let i = incident(&state, &raw).await?;
     let ws = Workspace::new(&state.workspace_root, i.id);
     match read_report(&ws).await? {
-        Some(Bounded::Content(md)) => Ok(Html(render_page(&i, &String::from_utf8_lossy(&md)))),
+        Some(Bounded::Content(md)) => {
+            let facts = page_facts(&state.store, &i).await;
+            Ok(Html(render_page_with(
+                &i,
+                &String::from_utf8_lossy(&md),
+                &facts,
+            )))
+        }
         Some(Bounded::TooLarge(len)) => Ok(html_page(
             &format!("Incident {}", i.id),
             &format!("<ul>{}</ul>", too_large(len)),

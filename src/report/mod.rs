@@ -10,6 +10,7 @@
 
 mod breaker;
 mod cost;
+mod facts;
 mod message;
 mod render;
 mod reporter;
@@ -22,6 +23,7 @@ mod artifacts;
 
 pub use breaker::{Breaker, FailedRun, Transition, MAX_REASONS};
 pub use cost::{add_to_message as add_usage_to_message, usage_rows};
+pub use facts::page_facts;
 pub use message::{run_duration, Links};
 pub use render::{escape as escape_html, markdown_to_html, render_page, render_page_with};
 pub use reporter::{html_report_file, ReportCounts, ReportError, Reporter, ReporterSettings};

@@ -226,7 +226,7 @@ impl Reporter {
     ) -> Result<bool, StoreError> {
         let ws = Workspace::new(&self.settings.workspace_root, incident.id);
         let usage = self.latest_usage(incident).await;
-        let usage_rows = super::cost::usage_rows(usage.as_ref());
+        let usage_rows = super::facts::page_facts(&self.store, incident).await;
         let summary = match read_report(&ws).await {
             Ok(markdown) => {
                 let page = render_page_with(incident, &markdown, &usage_rows);

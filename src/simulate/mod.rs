@@ -1,5 +1,5 @@
 //! `nightcrier simulate`: a fault source that speaks kubernetes-mcp-server's real protocol
-//! (see `fault-event-protocol.md`), for users without a cluster, for tests and for benchmarks.
+//! (see `docs/fault-event-protocol.md`), for users without a cluster, for tests and for benchmarks.
 //!
 //! One [`Simulator`] is one MCP server watching one cluster (its kubeconfig context is
 //! [`SimConfig::context`]), with the server's limits and quirks: sessions kept in memory (404

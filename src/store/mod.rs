@@ -149,6 +149,8 @@ struct Inner {
     budgets: std::sync::RwLock<Arc<budgets::BudgetPolicy>>,
     /// The leases this process holds, checked by `record_faults_fenced` (fleet on PostgreSQL).
     fence: std::sync::RwLock<Option<Arc<fleet::LeaseFence>>>,
+    /// Coalescing of related faults ([`Store::set_related_window`]); `None`: off.
+    related_window: std::sync::RwLock<Option<Duration>>,
 }
 
 impl Drop for Inner {
@@ -251,6 +253,7 @@ impl Store {
                 listener,
                 budgets: std::sync::RwLock::default(),
                 fence: std::sync::RwLock::default(),
+                related_window: std::sync::RwLock::default(),
             }),
         };
         store.migrate().await?;
@@ -299,6 +302,18 @@ impl Store {
         dispatch!(self.ping())
     }
 
+    /// Turns coalescing of related faults on (`Some(window)`) or off (`None`, the default of a
+    /// bare store; the application turns it on from `dedup.related_window`).
+    pub fn set_related_window(&self, window: Option<Duration>) {
+        if let Ok(mut w) = self.inner.related_window.write() {
+            *w = window;
+        }
+    }
+
+    fn related_window(&self) -> Option<Duration> {
+        self.inner.related_window.read().map(|w| *w).unwrap_or(None)
+    }
+
     /// Fails with [`StoreError::ReadOnly`] when the database can be read but not written (a
     /// read-only file or mount, a PostgreSQL standby): checked at start, so the process does
     /// not report ready and fail at the first write.
@@ -314,6 +329,14 @@ impl Store {
     /// The batch is validated first: a fault with an empty cluster or faultId (or a NUL character
     /// in a text field) fails the whole call with [`StoreError::InvalidFault`] naming its index
     /// and nothing is written, so the caller can drop that fault and record the rest again.
+    ///
+    /// With coalescing on ([`Store::set_related_window`]), a fault no incident of its own takes
+    /// attaches to an incident of a *related* fault (same workload or object in the cluster,
+    /// [`crate::fault::Fault::related_key`]) that is open and was last seen within the window, or
+    /// that finished within the cooldown; related faults of one batch share the incident the
+    /// first of them opens. On PostgreSQL two processes recording related faults of one workload
+    /// at the same instant may still open one incident each (only identical faults meet in the
+    /// unique index); with cluster ownership (one process records a cluster) that cannot happen.
     pub async fn record_faults(&self, faults: &[ReceivedFault]) -> Result<Vec<Recorded>> {
         if faults.is_empty() {
             return Ok(Vec::new());
@@ -321,7 +344,12 @@ impl Store {
         let groups = batch::group(faults)?;
         let cooldown = chrono::Duration::from_std(self.inner.cooldown)
             .map_err(|_| StoreError::InvalidInput("dedup cooldown is too large".into()))?;
-        let recorded = dispatch!(self.record_faults(faults, &groups, cooldown))?;
+        let window = self
+            .related_window()
+            .map(chrono::Duration::from_std)
+            .transpose()
+            .map_err(|_| StoreError::InvalidInput("dedup related window is too large".into()))?;
+        let recorded = dispatch!(self.record_faults(faults, &groups, cooldown, window))?;
         if recorded
             .iter()
             .any(|r| r.created && r.status == IncidentStatus::Pending)
@@ -350,8 +378,13 @@ impl Store {
         let groups = batch::group(faults)?;
         let cooldown = chrono::Duration::from_std(self.inner.cooldown)
             .map_err(|_| StoreError::InvalidInput("dedup cooldown is too large".into()))?;
+        let window = self
+            .related_window()
+            .map(chrono::Duration::from_std)
+            .transpose()
+            .map_err(|_| StoreError::InvalidInput("dedup related window is too large".into()))?;
         let recorded =
-            postgres::record_faults_fenced(pool, faults, &groups, cooldown, &fence).await?;
+            postgres::record_faults_fenced(pool, faults, &groups, cooldown, window, &fence).await?;
         if recorded
             .iter()
             .any(|r| r.created && r.status == IncidentStatus::Pending)
@@ -533,6 +566,29 @@ impl Store {
     /// Oldest first, at most `limit`.
     pub async fn occurrences(&self, id: Uuid, limit: u32) -> Result<Vec<FaultOccurrence>> {
         dispatch!(self.occurrences(id, i64::from(limit)))
+    }
+
+    /// What a triage run is given: the first `limit` occurrences, plus the latest occurrence of
+    /// every related fault attached to the incident (at most `related_limit` of them), in
+    /// recording order.
+    pub async fn occurrences_for_triage(
+        &self,
+        id: Uuid,
+        limit: u32,
+        related_limit: u32,
+    ) -> Result<Vec<FaultOccurrence>> {
+        let mut all = self.occurrences(id, limit).await?;
+        let related = self.related_occurrences(id, related_limit).await?;
+        all.extend(related);
+        all.sort_by_key(|o| o.id);
+        all.dedup_by_key(|o| o.id);
+        Ok(all)
+    }
+
+    /// The latest occurrence of each related fault attached to the incident (a faultId other
+    /// than its own), in the order they first attached, at most `limit`.
+    pub async fn related_occurrences(&self, id: Uuid, limit: u32) -> Result<Vec<FaultOccurrence>> {
+        dispatch!(self.related_occurrences(id, i64::from(limit)))
     }
 
     /// Every attempt, oldest first.

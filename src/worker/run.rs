@@ -24,6 +24,9 @@ pub const SHUTDOWN_REASON: &str = "interrupted by shutdown";
 /// Occurrences handed to the agent; an incident can gather thousands of repeats, and the first
 /// ones say as much as all of them.
 const OCCURRENCES_FOR_AGENT: u32 = 50;
+/// Related faults (other pods of the workload) given to the agent, one occurrence each; together
+/// with the occurrences this stays under `agent::MAX_OCCURRENCES_IN_FILE`.
+const RELATED_FOR_AGENT: u32 = 100;
 
 /// Bookkeeping writes are retried this often while the database is unavailable; after that the
 /// lease runs out and the rescuer returns the incident.
@@ -81,7 +84,11 @@ pub(crate) async fn execute<R: IncidentRunner>(deps: RunDeps<R>, claimed: Claime
     let store = &deps.store;
     let max_attempts = deps.settings.max_attempts;
 
-    let occurrences = match with_retry(|| store.occurrences(id, OCCURRENCES_FOR_AGENT)).await {
+    let occurrences = match with_retry(|| {
+        store.occurrences_for_triage(id, OCCURRENCES_FOR_AGENT, RELATED_FOR_AGENT)
+    })
+    .await
+    {
         Ok(o) => o,
         Err(e) => {
             warn!(incident_id = %id, error = %e, "cannot read the incident's occurrences; giving it back");

@@ -102,6 +102,10 @@ pub struct Setup {
     pub ping_interval: Duration,
     /// `database.acquire_timeout`.
     pub db_acquire_timeout: Duration,
+    /// `dedup.related_window`: zero (off) unless a test is about related faults, since the
+    /// simulator's worlds put two fault types on one pod and most tests count one incident
+    /// per faultId.
+    pub related_window: Duration,
 }
 
 fn d(x: Duration) -> String {
@@ -146,6 +150,7 @@ impl Setup {
             // PostgreSQL fleets divide the clusters; short timings so tests need not wait for
             // the default 10 s settle and take-over (ignored on SQLite).
             "fleet": {"heartbeat_interval": "200ms", "lease_ttl": "1s"},
+            "dedup": {"related_window": d(self.related_window)},
             "clusters": clusters,
         });
         serde_yaml_ng::to_string(&doc).expect("YAML")
@@ -194,6 +199,7 @@ impl Rig {
             http_listen: "127.0.0.1:0".into(),
             ping_interval: Duration::from_secs(30),
             db_acquire_timeout: Duration::from_secs(5),
+            related_window: Duration::ZERO,
         };
         let rig = Rig { dir, setup };
         rig.write_config();

@@ -10,6 +10,7 @@ mod conformance;
 mod costs;
 mod gocompat;
 mod queue;
+mod related;
 mod reporting;
 mod resolve;
 mod specific;

@@ -174,6 +174,30 @@ pub(super) async fn occurrences(
     rows.iter().map(rows::occurrence).collect()
 }
 
+/// The latest occurrence of each related fault attached to incident `id` (a faultId other than
+/// the incident's own), in the order they first attached, at most `limit`.
+pub(super) async fn related_occurrences(
+    pool: &PgPool,
+    id: Uuid,
+    limit: i64,
+) -> Result<Vec<FaultOccurrence>> {
+    let rows = sqlx::query(
+        "SELECT id, incident_id, cluster, fault_id, fault_type, severity, namespace, \
+         resource_kind, resource_name, resource_uid, context, server_timestamp, received_at, \
+         raw::text AS raw FROM fault_occurrences WHERE id IN ( \
+           SELECT max(o.id) FROM fault_occurrences o JOIN incidents i ON i.id = o.incident_id \
+           WHERE o.incident_id = $1 AND o.fault_id <> i.fault_id \
+           GROUP BY o.fault_id ORDER BY min(o.id) LIMIT $2) \
+         ORDER BY id",
+    )
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(StoreError::db("reading related faults"))?;
+    rows.iter().map(rows::occurrence).collect()
+}
+
 pub(super) async fn agent_runs(pool: &PgPool, id: Uuid) -> Result<Vec<AgentRun>> {
     let rows = sqlx::query(&format!(
         "SELECT {RUN_COLUMNS} FROM agent_runs WHERE incident_id = $1 ORDER BY attempt"

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{notify_pending, rows, with_retry};
 use crate::fault::ReceivedFault;
 use crate::incident::IncidentStatus;
-use crate::store::batch::{self, Existing, Group};
+use crate::store::batch::{self, Attach, Candidates, Existing, Group, Target};
 use crate::store::{time, LeaseFence, Recorded, Result, StoreError};
 
 const CTX: &str = "recording faults";
@@ -26,8 +26,9 @@ pub(in crate::store) async fn record_faults(
     faults: &[ReceivedFault],
     groups: &[Group],
     cooldown: chrono::Duration,
+    related_window: Option<chrono::Duration>,
 ) -> Result<Vec<Recorded>> {
-    with_retry(|| record_once(pool, faults, groups, cooldown, None)).await
+    with_retry(|| record_once(pool, faults, groups, cooldown, related_window, None)).await
 }
 
 /// [`record_faults`] that first checks and holds the leases `fence` names (see
@@ -37,9 +38,10 @@ pub(in crate::store) async fn record_faults_fenced(
     faults: &[ReceivedFault],
     groups: &[Group],
     cooldown: chrono::Duration,
+    related_window: Option<chrono::Duration>,
     fence: &LeaseFence,
 ) -> Result<Vec<Recorded>> {
-    with_retry(|| record_once(pool, faults, groups, cooldown, Some(fence))).await
+    with_retry(|| record_once(pool, faults, groups, cooldown, related_window, Some(fence))).await
 }
 
 async fn record_once(
@@ -47,6 +49,7 @@ async fn record_once(
     faults: &[ReceivedFault],
     groups: &[Group],
     cooldown: chrono::Duration,
+    related_window: Option<chrono::Duration>,
     fence: Option<&LeaseFence>,
 ) -> Result<Vec<Recorded>> {
     let new_ids = batch::new_ids(groups);
@@ -72,11 +75,11 @@ async fn record_once(
         .collect();
     let found = sqlx::query(
         "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(cluster, fault_id)) \
-         SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at \
+         SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at, i.last_seen \
          FROM k JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
          WHERE i.status IN ('pending', 'running') \
          UNION ALL \
-         SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at \
+         SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at, i.last_seen \
          FROM k JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
          WHERE i.finished_at > $3",
     )
@@ -91,32 +94,59 @@ async fn record_once(
         existing
             .entry((row.get("cluster"), row.get("fault_id")))
             .or_default()
-            .push(Existing {
-                id: row.get("id"),
-                status: rows::status(row.get("status"))?,
-                finished_at: row.get("finished_at"),
-            });
+            .push(existing_row(row)?);
+    }
+
+    // 1b. Incidents of related faults, for the groups no incident of their own takes.
+    let mut by_related: HashMap<(String, String), Vec<Existing<Uuid>>> = HashMap::new();
+    let keys = batch::needs_related(faults, groups, &existing, cooldown, related_window);
+    if !keys.is_empty() {
+        let (clusters, related): (Vec<&str>, Vec<&str>) =
+            keys.iter().map(|(c, k)| (c.as_str(), k.as_str())).unzip();
+        let found = sqlx::query(
+            "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(cluster, related_key)) \
+             SELECT i.id, i.cluster, i.related_key, i.status, i.finished_at, i.last_seen \
+             FROM k JOIN incidents i ON i.cluster = k.cluster AND i.related_key = k.related_key \
+             WHERE i.status IN ('pending', 'running') \
+             UNION ALL \
+             SELECT i.id, i.cluster, i.related_key, i.status, i.finished_at, i.last_seen \
+             FROM k JOIN incidents i ON i.cluster = k.cluster AND i.related_key = k.related_key \
+             WHERE i.finished_at > $3",
+        )
+        .bind(&clusters)
+        .bind(&related)
+        .bind(oldest)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
+        for row in &found {
+            by_related
+                .entry((row.get("cluster"), row.get("related_key")))
+                .or_default()
+                .push(existing_row(row)?);
+        }
     }
 
     // 2. Decide per group: attach (and to what) or open.
-    let mut incident_of: Vec<(Uuid, IncidentStatus, bool)> = Vec::with_capacity(groups.len());
-    for (g, new_id) in groups.iter().zip(&new_ids) {
-        let f = &faults[g.first];
-        let key = (f.cluster.clone(), f.fault.fault_id.clone());
-        let candidates = existing.get(&key).map(Vec::as_slice).unwrap_or_default();
-        incident_of.push(match batch::pick(candidates, batch::since(g, cooldown)) {
-            Some(e) => (e.id, e.status, false),
-            None if f.triage_enabled => (*new_id, IncidentStatus::Pending, true),
-            None => (*new_id, IncidentStatus::Skipped, true),
-        });
-    }
+    let candidates = Candidates {
+        by_fault: existing,
+        by_related,
+    };
+    let mut plan = batch::plan(
+        faults,
+        groups,
+        &candidates,
+        &new_ids,
+        cooldown,
+        related_window,
+    );
 
     // 3. Count the attached occurrences.
-    let attach: Vec<usize> = (0..groups.len()).filter(|&g| !incident_of[g].2).collect();
-    if !attach.is_empty() {
-        let ids: Vec<Uuid> = attach.iter().map(|&g| incident_of[g].0).collect();
-        let counts: Vec<i64> = attach.iter().map(|&g| groups[g].count()).collect();
-        let lasts: Vec<DateTime<Utc>> = attach.iter().map(|&g| groups[g].last_seen).collect();
+    let added = batch::added(groups, &plan);
+    if !added.is_empty() {
+        let ids: Vec<Uuid> = added.iter().map(|a| a.id).collect();
+        let counts: Vec<i64> = added.iter().map(|a| a.n).collect();
+        let lasts: Vec<DateTime<Utc>> = added.iter().map(|a| a.last_seen).collect();
         sqlx::query("SELECT 1 FROM incidents WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
             .bind(&ids)
             .execute(&mut *tx)
@@ -137,7 +167,9 @@ async fn record_once(
     }
 
     // 4. Open the new incidents, or attach to one another process opened meanwhile.
-    let open: Vec<usize> = (0..groups.len()).filter(|&g| incident_of[g].2).collect();
+    let open: Vec<usize> = (0..groups.len())
+        .filter(|&g| matches!(plan[g], Attach::Open { .. }))
+        .collect();
     if !open.is_empty() {
         let col = |f: &dyn Fn(&ReceivedFault) -> &str| -> Vec<&str> {
             open.iter().map(|&g| f(&faults[groups[g].first])).collect()
@@ -146,20 +178,35 @@ async fn record_once(
             .iter()
             .map(|&g| faults[groups[g].first].fault.resource.namespace.as_deref())
             .collect();
-        let statuses: Vec<&str> = open.iter().map(|&g| incident_of[g].1.as_str()).collect();
-        let ids: Vec<Uuid> = open.iter().map(|&g| incident_of[g].0).collect();
+        let opening: Vec<(Uuid, IncidentStatus)> = open
+            .iter()
+            .filter_map(|&g| match plan[g] {
+                Attach::Open { id, status } => Some((id, status)),
+                _ => None,
+            })
+            .collect();
+        let statuses: Vec<&str> = opening.iter().map(|(_, s)| s.as_str()).collect();
+        let ids: Vec<Uuid> = opening.iter().map(|(id, _)| *id).collect();
+        let totals: Vec<_> = open
+            .iter()
+            .map(|&g| batch::opened_totals(groups, &plan, g))
+            .collect();
+        let related_keys: Vec<Option<String>> = open
+            .iter()
+            .map(|&g| faults[groups[g].first].fault.related_key())
+            .collect();
         let rows = sqlx::query(
             "INSERT INTO incidents (id, cluster, fault_id, fault_type, severity, namespace, \
              resource_kind, resource_name, resource_uid, context, status, occurrences, \
-             first_seen, last_seen, created_at, finished_at) \
+             first_seen, last_seen, created_at, finished_at, related_key) \
              SELECT u.id, u.cluster, u.fault_id, u.fault_type, u.severity, u.namespace, u.kind, \
                u.name, u.uid, u.context, u.status, u.n, u.first_seen, u.last_seen, $15, \
-               CASE WHEN u.status = 'skipped' THEN $15 END \
+               CASE WHEN u.status = 'skipped' THEN $15 END, u.related_key \
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int8[], \
-               $13::timestamptz[], $14::timestamptz[]) \
+               $13::timestamptz[], $14::timestamptz[], $16::text[]) \
                AS u(id, cluster, fault_id, fault_type, severity, namespace, kind, name, uid, \
-                    context, status, n, first_seen, last_seen) \
+                    context, status, n, first_seen, last_seen, related_key) \
              ON CONFLICT (cluster, fault_id) WHERE status IN ('pending', 'running') \
              DO UPDATE SET occurrences = incidents.occurrences + EXCLUDED.occurrences, \
                last_seen = GREATEST(incidents.last_seen, EXCLUDED.last_seen) \
@@ -176,22 +223,11 @@ async fn record_once(
         .bind(col(&|f| &f.fault.resource.uid))
         .bind(col(&|f| &f.fault.context))
         .bind(&statuses)
-        .bind(
-            open.iter()
-                .map(|&g| groups[g].count())
-                .collect::<Vec<i64>>(),
-        )
-        .bind(
-            open.iter()
-                .map(|&g| groups[g].first_seen)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            open.iter()
-                .map(|&g| groups[g].last_seen)
-                .collect::<Vec<_>>(),
-        )
+        .bind(totals.iter().map(|t| t.0).collect::<Vec<i64>>())
+        .bind(totals.iter().map(|t| t.1).collect::<Vec<_>>())
+        .bind(totals.iter().map(|t| t.2).collect::<Vec<_>>())
         .bind(now)
+        .bind(&related_keys)
         .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::db(CTX))?;
@@ -202,7 +238,7 @@ async fn record_once(
                 (row.get("id"), rows::status(row.get("status"))?),
             );
         }
-        for &g in &open {
+        for (&g, &opened_id) in open.iter().zip(&ids) {
             let f = &faults[groups[g].first];
             let key = (f.cluster.clone(), f.fault.fault_id.clone());
             let Some(&(id, status)) = returned.get(&key) else {
@@ -211,15 +247,19 @@ async fn record_once(
                     format!("no incident returned for {key:?}"),
                 ));
             };
-            incident_of[g] = (id, status, id == incident_of[g].0);
+            // Another process opened this fault's incident meanwhile: attach to it.
+            if id != opened_id {
+                plan[g] = Attach::Existing { id, status };
+            }
         }
     }
+    let incident_of: Vec<Target<Uuid>> = batch::targets(&plan)?;
 
     // 5. Store every occurrence, as received.
     let mut member_incident: Vec<Uuid> = vec![Uuid::nil(); faults.len()];
-    for (g, (id, _, _)) in groups.iter().zip(&incident_of) {
+    for (g, t) in groups.iter().zip(&incident_of) {
         for &m in &g.members {
-            member_incident[m] = *id;
+            member_incident[m] = t.id;
         }
     }
     let all = |f: &dyn Fn(&ReceivedFault) -> &str| -> Vec<&str> { faults.iter().map(f).collect() };
@@ -265,21 +305,30 @@ async fn record_once(
 
     let any_pending = incident_of
         .iter()
-        .any(|(_, status, created)| *created && *status == IncidentStatus::Pending);
+        .any(|t| t.created && t.status == IncidentStatus::Pending);
     if any_pending {
         notify_pending(&mut tx, CTX).await?;
     }
     tx.commit().await.map_err(StoreError::db(CTX))?;
 
     let mut results: Vec<Option<Recorded>> = vec![None; faults.len()];
-    for (g, &(incident_id, status, created)) in groups.iter().zip(&incident_of) {
+    for (g, t) in groups.iter().zip(&incident_of) {
         for &m in &g.members {
             results[m] = Some(Recorded {
-                incident_id,
-                created: created && m == g.first,
-                status,
+                incident_id: t.id,
+                created: t.created && m == g.first,
+                status: t.status,
             });
         }
     }
     Ok(results.into_iter().flatten().collect())
+}
+
+fn existing_row(row: &sqlx::postgres::PgRow) -> Result<Existing<Uuid>> {
+    Ok(Existing {
+        id: row.get("id"),
+        status: rows::status(row.get("status"))?,
+        finished_at: row.get("finished_at"),
+        last_seen: row.get("last_seen"),
+    })
 }

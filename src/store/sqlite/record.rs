@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{begin, rows};
 use crate::fault::ReceivedFault;
 use crate::incident::IncidentStatus;
-use crate::store::batch::{self, Existing, Group};
+use crate::store::batch::{self, Attach, Candidates, Existing, Group, Target};
 use crate::store::{time, Recorded, Result, StoreError};
 
 /// Rows per multi-row statement: at most 16 parameters a row, well under SQLite's 32766.
@@ -20,8 +20,9 @@ pub(in crate::store) async fn record_faults(
     faults: &[ReceivedFault],
     groups: &[Group],
     cooldown: chrono::Duration,
+    related_window: Option<chrono::Duration>,
 ) -> Result<Vec<Recorded>> {
-    let new_ids = batch::new_ids(groups);
+    let new_ids: Vec<String> = batch::new_ids(groups).iter().map(Uuid::to_string).collect();
     let mut tx = begin(pool, CTX).await?;
     let now = time::now();
 
@@ -42,11 +43,11 @@ pub(in crate::store) async fn record_faults(
         // keys SQLite builds a throwaway index over the whole table on every batch. CROSS JOIN
         // fixes the keys as the outer loop.
         qb.push(
-            ") SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at \
+            ") SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at, i.last_seen \
              FROM k CROSS JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
              WHERE i.status IN ('pending', 'running') \
              UNION ALL \
-             SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at \
+             SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at, i.last_seen \
              FROM k CROSS JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
              WHERE i.finished_at > ",
         )
@@ -60,40 +61,69 @@ pub(in crate::store) async fn record_faults(
             existing
                 .entry((row.get("cluster"), row.get("fault_id")))
                 .or_default()
-                .push(Existing {
-                    id: row.get("id"),
-                    status: rows::status(row.get("status"))?,
-                    finished_at: row
-                        .get::<Option<i64>, _>("finished_at")
-                        .map(time::from_micros)
-                        .transpose()?,
-                });
+                .push(existing_row(row)?);
+        }
+    }
+
+    // 1b. Incidents of related faults, for the groups no incident of their own takes.
+    let mut by_related: HashMap<(String, String), Vec<Existing<String>>> = HashMap::new();
+    let keys = batch::needs_related(faults, groups, &existing, cooldown, related_window);
+    for chunk in keys.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH k(cluster, related_key) AS (");
+        qb.push_values(chunk, |mut b, (cluster, key)| {
+            b.push_bind(cluster).push_bind(key);
+        });
+        qb.push(
+            ") SELECT i.id, i.cluster, i.related_key, i.status, i.finished_at, i.last_seen \
+             FROM k CROSS JOIN incidents i \
+               ON i.cluster = k.cluster AND i.related_key = k.related_key \
+             WHERE i.status IN ('pending', 'running') \
+             UNION ALL \
+             SELECT i.id, i.cluster, i.related_key, i.status, i.finished_at, i.last_seen \
+             FROM k CROSS JOIN incidents i \
+               ON i.cluster = k.cluster AND i.related_key = k.related_key \
+             WHERE i.finished_at > ",
+        )
+        .push_bind(time::to_micros(oldest));
+        let found = qb
+            .build()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::db(CTX))?;
+        for row in &found {
+            by_related
+                .entry((row.get("cluster"), row.get("related_key")))
+                .or_default()
+                .push(existing_row(row)?);
         }
     }
 
     // 2. Decide per group: attach (and to what) or open.
-    let mut incident_of: Vec<(String, IncidentStatus, bool)> = Vec::with_capacity(groups.len());
-    for (g, new_id) in groups.iter().zip(&new_ids) {
-        let f = &faults[g.first];
-        let key = (f.cluster.clone(), f.fault.fault_id.clone());
-        let candidates = existing.get(&key).map(Vec::as_slice).unwrap_or_default();
-        incident_of.push(match batch::pick(candidates, batch::since(g, cooldown)) {
-            Some(e) => (e.id.clone(), e.status, false),
-            None if f.triage_enabled => (new_id.to_string(), IncidentStatus::Pending, true),
-            None => (new_id.to_string(), IncidentStatus::Skipped, true),
-        });
-    }
-    let attach: Vec<usize> = (0..groups.len()).filter(|&g| !incident_of[g].2).collect();
-    let open: Vec<usize> = (0..groups.len()).filter(|&g| incident_of[g].2).collect();
+    let candidates = Candidates {
+        by_fault: existing,
+        by_related,
+    };
+    let plan = batch::plan(
+        faults,
+        groups,
+        &candidates,
+        &new_ids,
+        cooldown,
+        related_window,
+    );
+    let incident_of: Vec<Target<String>> = batch::targets(&plan)?;
+    let open: Vec<usize> = (0..groups.len())
+        .filter(|&g| matches!(plan[g], Attach::Open { .. }))
+        .collect();
 
     // 3. Count the attached occurrences.
-    for chunk in attach.chunks(CHUNK) {
+    let added = batch::added(groups, &plan);
+    for chunk in added.chunks(CHUNK) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, n, last) AS (");
-        qb.push_values(chunk, |mut b, &gi| {
-            let g = &groups[gi];
-            b.push_bind(&incident_of[gi].0)
-                .push_bind(g.count())
-                .push_bind(time::to_micros(g.last_seen));
+        qb.push_values(chunk, |mut b, a| {
+            b.push_bind(&a.id)
+                .push_bind(a.n)
+                .push_bind(time::to_micros(a.last_seen));
         });
         qb.push(
             ") UPDATE incidents SET occurrences = incidents.occurrences + v.n, \
@@ -110,13 +140,14 @@ pub(in crate::store) async fn record_faults(
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO incidents (id, cluster, fault_id, fault_type, severity, namespace, \
              resource_kind, resource_name, resource_uid, context, status, occurrences, \
-             first_seen, last_seen, created_at, finished_at) ",
+             first_seen, last_seen, created_at, finished_at, related_key) ",
         );
         qb.push_values(chunk, |mut b, &gi| {
             let g = &groups[gi];
             let f = &faults[g.first];
             let r = &f.fault.resource;
-            let (id, status, _) = &incident_of[gi];
+            let Target { id, status, .. } = &incident_of[gi];
+            let (n, first_seen, last_seen) = batch::opened_totals(groups, &plan, gi);
             let finished = (*status == IncidentStatus::Skipped).then(|| time::to_micros(now));
             b.push_bind(id)
                 .push_bind(&f.cluster)
@@ -129,11 +160,12 @@ pub(in crate::store) async fn record_faults(
                 .push_bind(&r.uid)
                 .push_bind(&f.fault.context)
                 .push_bind(status.as_str())
-                .push_bind(g.count())
-                .push_bind(time::to_micros(g.first_seen))
-                .push_bind(time::to_micros(g.last_seen))
+                .push_bind(n)
+                .push_bind(time::to_micros(first_seen))
+                .push_bind(time::to_micros(last_seen))
                 .push_bind(time::to_micros(now))
-                .push_bind(finished);
+                .push_bind(finished)
+                .push_bind(f.fault.related_key());
         });
         qb.build()
             .execute(&mut *tx)
@@ -143,9 +175,9 @@ pub(in crate::store) async fn record_faults(
 
     // 5. Store every occurrence, as received.
     let mut member_incident: Vec<&str> = vec![""; faults.len()];
-    for (g, (id, _, _)) in groups.iter().zip(&incident_of) {
+    for (g, t) in groups.iter().zip(&incident_of) {
         for &m in &g.members {
-            member_incident[m] = id;
+            member_incident[m] = &t.id;
         }
     }
     // Moved into the statement's arguments, not cloned: the raw notification is the largest field.
@@ -182,16 +214,28 @@ pub(in crate::store) async fn record_faults(
     tx.commit().await.map_err(StoreError::db(CTX))?;
 
     let mut results: Vec<Option<Recorded>> = vec![None; faults.len()];
-    for (g, (id, status, created)) in groups.iter().zip(&incident_of) {
-        let incident_id = Uuid::try_parse(id)
-            .map_err(|e| StoreError::decode(CTX, format!("incident id {id:?}: {e}")))?;
+    for (g, t) in groups.iter().zip(&incident_of) {
+        let incident_id = Uuid::try_parse(&t.id)
+            .map_err(|e| StoreError::decode(CTX, format!("incident id {:?}: {e}", t.id)))?;
         for &m in &g.members {
             results[m] = Some(Recorded {
                 incident_id,
-                created: *created && m == g.first,
-                status: *status,
+                created: t.created && m == g.first,
+                status: t.status,
             });
         }
     }
     Ok(results.into_iter().flatten().collect())
+}
+
+fn existing_row(row: &sqlx::sqlite::SqliteRow) -> Result<Existing<String>> {
+    Ok(Existing {
+        id: row.get("id"),
+        status: rows::status(row.get("status"))?,
+        finished_at: row
+            .get::<Option<i64>, _>("finished_at")
+            .map(time::from_micros)
+            .transpose()?,
+        last_seen: time::from_micros(row.get("last_seen"))?,
+    })
 }
