@@ -234,6 +234,7 @@ impl App {
                 ..WriterOptions::from_config(&config.ingest)
             },
         );
+        let unwritten = sender.clone();
         let fleet = McpFleet::new(
             config.clusters.clone(),
             config.reconnect,
@@ -254,16 +255,19 @@ impl App {
         );
         // A fleet on PostgreSQL: this process subscribes only to the clusters it leases.
         let member = (config.fleet.enabled && store.backend() == "postgres").then(|| {
-            Arc::new(FleetMember::new(
-                store.clone(),
-                crate::fleet::instance_record(
-                    &config,
-                    pool.owner(),
-                    http.as_ref().map(|h| h.local_addr().to_string()),
-                ),
-                config.clusters.iter().map(|c| c.name.clone()).collect(),
-                FleetSettings::from_config(&config),
-            ))
+            Arc::new(
+                FleetMember::new(
+                    store.clone(),
+                    crate::fleet::instance_record(
+                        &config,
+                        pool.owner(),
+                        http.as_ref().map(|h| h.local_addr().to_string()),
+                    ),
+                    config.clusters.iter().map(|c| c.name.clone()).collect(),
+                    FleetSettings::from_config(&config),
+                )
+                .with_unwritten(Arc::new(move || unwritten.depth())),
+            )
         });
         let (fleet, pool) = match &member {
             Some(m) => (

@@ -16,6 +16,7 @@
 //! that, so a join moves only the clusters that even out the fleet, once.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -100,6 +101,9 @@ pub struct FleetMember {
     drain: CancellationToken,
     /// Cancelled once this process drains, so the worker pool stops claiming.
     stop_claiming: CancellationToken,
+    /// Faults received and not yet written (the ingest buffer's depth): a hand-over frees its
+    /// leases once this is 0, so what the stopped sessions received is written while still ours.
+    unwritten: Arc<dyn Fn() -> usize + Send + Sync>,
 }
 
 impl FleetMember {
@@ -112,7 +116,15 @@ impl FleetMember {
             owned: watch::Sender::new(Owned::new()),
             drain: CancellationToken::new(),
             stop_claiming: CancellationToken::new(),
+            unwritten: Arc::new(|| 0),
         }
+    }
+
+    /// How many received faults are not yet written (see the field); without it a hand-over
+    /// frees its leases one beat after stopping the sessions.
+    pub fn with_unwritten(mut self, unwritten: Arc<dyn Fn() -> usize + Send + Sync>) -> Self {
+        self.unwritten = unwritten;
+        self
     }
 
     /// The clusters held, updated on every change (empty until the first leases are taken).
@@ -208,17 +220,23 @@ impl FleetMember {
         state.valid_until = Some(started + self.settings.lease_ttl);
         state.had_peers = !beat.peers.is_empty();
         let mut held: Owned = beat.leases.iter().cloned().collect();
-        // Second phase of a hand-over: the sessions of these clusters stopped one beat ago, and
-        // what they received has been written meanwhile (still fenced as ours); free them now.
-        if !state.releasing.is_empty() {
+        // Second phase of a hand-over: the sessions of these clusters stopped at least a beat
+        // ago; once what was received is written (still fenced as ours), or after one TTL at
+        // most, free them.
+        let written = (self.unwritten)() == 0
+            || state
+                .releasing_since
+                .is_some_and(|t| t.elapsed() >= self.settings.lease_ttl);
+        for n in state.releasing.keys() {
+            held.remove(n);
+        }
+        if !state.releasing.is_empty() && written {
             let names: Vec<String> = state.releasing.keys().cloned().collect();
-            for n in &names {
-                held.remove(n);
-            }
             match self.store.fleet_release(&self.me.id, Some(&names)).await {
                 Ok(n) => {
                     info!(released = n, clusters = %names.join(","), "handed clusters over");
                     state.releasing.clear();
+                    state.releasing_since = None;
                 }
                 Err(e) => state.warn_db("releasing leases", &e),
             }
@@ -237,7 +255,10 @@ impl FleetMember {
             );
         }
         if state.draining {
-            // First phase: stop the sessions now, free the leases at the next beat.
+            // First phase: stop the sessions now, free the leases at a later beat.
+            if !held.is_empty() {
+                state.releasing_since.get_or_insert_with(Instant::now);
+            }
             state.releasing.extend(std::mem::take(&mut held));
         } else if settled {
             // Shares are taken with every live peer counted (so nobody takes what a newcomer is
@@ -271,6 +292,7 @@ impl FleetMember {
                     live = peers.len() + 1,
                     "handing clusters over to even out the fleet"
                 );
+                state.releasing_since.get_or_insert_with(Instant::now);
                 for c in excess {
                     if let Some(epoch) = held.remove(&c) {
                         state.releasing.insert(c, epoch);
@@ -396,8 +418,10 @@ struct State {
     valid_until: Option<Instant>,
     /// Whether the last successful beat saw live peers.
     had_peers: bool,
-    /// Clusters whose sessions were stopped and whose leases are freed at the next beat.
+    /// Clusters whose sessions were stopped and whose leases are freed at a later beat.
     releasing: Owned,
+    /// When the first of `releasing` was stopped.
+    releasing_since: Option<Instant>,
     /// What the store's fence holds now.
     fenced: std::collections::HashMap<String, i64>,
     draining: bool,
