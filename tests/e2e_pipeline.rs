@@ -66,7 +66,10 @@ async fn faults_become_incidents_that_agents_run_to_success() {
         assert_eq!(i.attempt, 1);
         for line in [
             format!("incident {} created", i.id),
-            format!("worker started incident {}", i.id),
+            format!(
+                "worker started incident {}",
+                nightcrier::incident::short_id(i.id)
+            ),
             format!("incident {} finished: succeeded", i.id),
         ] {
             assert!(stdout.contains(&line), "no {line:?} in stdout:\n{stdout}");
