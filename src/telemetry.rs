@@ -45,6 +45,10 @@ pub mod names {
     pub const ALERTS_RECEIVED: &str = "nightcrier_alerts_received_total";
     pub const ALERTS_REJECTED: &str = "nightcrier_alerts_rejected_total";
     pub const INCIDENTS_RESOLVED: &str = "nightcrier_incidents_resolved_total";
+    pub const REPORTS: &str = "nightcrier_reports_total";
+    pub const TRIAGE_DEGRADED: &str = "nightcrier_triage_degraded";
+    pub const NOTIFICATIONS: &str = "nightcrier_notifications_total";
+    pub const ARTIFACT_UPLOADS: &str = "nightcrier_artifact_uploads_total";
 }
 
 /// Upper bounds of the database write histogram: a SQLite commit takes well under a millisecond,
@@ -341,6 +345,25 @@ pub fn describe_metrics() {
         INCIDENTS_RESOLVED,
         Unit::Count,
         "Open incidents whose alert resolved, per cluster and resolution (ended, stopped, noted)."
+    );
+    describe_counter!(
+        REPORTS,
+        Unit::Count,
+        "Finished incidents reported (page rendered, notifications sent), per outcome."
+    );
+    describe_gauge!(
+        TRIAGE_DEGRADED,
+        "1 while recent runs keep failing (the degraded alert was sent), else 0."
+    );
+    describe_counter!(
+        NOTIFICATIONS,
+        Unit::Count,
+        "Notifications to Slack, per kind and result (sent, failed)."
+    );
+    describe_counter!(
+        ARTIFACT_UPLOADS,
+        Unit::Count,
+        "Investigation uploads to object storage, per result (ok, failed)."
     );
 }
 

@@ -168,7 +168,8 @@ async fn supervise(
             None,
             Some(format!("supervisor panicked: {panic}")),
         ));
-        metrics::gauge!("nightcrier_mcp_connected", "cluster" => cluster.name.clone()).set(0.0);
+        metrics::gauge!(crate::telemetry::names::MCP_CONNECTED, "cluster" => cluster.name.clone())
+            .set(0.0);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = cancel.cancelled() => return,

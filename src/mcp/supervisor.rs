@@ -156,7 +156,7 @@ impl Supervisor {
         let state = self.stats.set_phase(phase, sub, error);
         self.sink.report_state(state);
         let connected = if phase == Phase::Subscribed { 1.0 } else { 0.0 };
-        metrics::gauge!("nightcrier_mcp_connected", "cluster" => self.cluster.name.clone())
+        metrics::gauge!(crate::telemetry::names::MCP_CONNECTED, "cluster" => self.cluster.name.clone())
             .set(connected);
     }
 
@@ -186,7 +186,7 @@ impl Supervisor {
                     next.format("%H:%M:%S")
                 )),
             );
-            metrics::counter!("nightcrier_mcp_reconnects_total", "cluster" => self.cluster.name.clone())
+            metrics::counter!(crate::telemetry::names::MCP_RECONNECTS, "cluster" => self.cluster.name.clone())
                 .increment(1);
             info!(
                 cluster = %self.name(),
@@ -343,7 +343,7 @@ impl Supervisor {
         if fault.cluster.is_empty() {
             fault.cluster = self.cluster.name.clone();
         }
-        metrics::counter!("nightcrier_events_received_total", "cluster" => self.cluster.name.clone())
+        metrics::counter!(crate::telemetry::names::EVENTS_RECEIVED, "cluster" => self.cluster.name.clone())
             .increment(1);
         self.sink.offer(ReceivedFault {
             cluster: self.cluster.name.clone(),
@@ -359,7 +359,7 @@ impl Supervisor {
 
     fn malformed(&self, reason: MalformedReason, detail: &str) {
         metrics::counter!(
-            "nightcrier_events_malformed_total",
+            crate::telemetry::names::EVENTS_MALFORMED,
             "cluster" => self.cluster.name.clone(),
             "reason" => reason.as_str()
         )

@@ -226,7 +226,7 @@ impl Reporter {
                 self.store
                     .mark_reported(incident.id, incident.attempt)
                     .await?;
-                metrics::counter!("nightcrier_reports_total", "outcome" => incident.status.as_str())
+                metrics::counter!(crate::telemetry::names::REPORTS, "outcome" => incident.status.as_str())
                     .increment(1);
                 counts.reported += 1;
             }
@@ -291,7 +291,7 @@ impl Reporter {
             Upload::GaveUp => {}
         }
         if let Some(Transition::Recovered { failures }) = self.breaker.on_success() {
-            metrics::gauge!("nightcrier_triage_degraded").set(0.0);
+            metrics::gauge!(crate::telemetry::names::TRIAGE_DEGRADED).set(0.0);
             tracing::info!(failures, "triage recovered: a run succeeded");
             self.notify(
                 "recovered",
@@ -368,7 +368,7 @@ impl Reporter {
             reason: reason.clone(),
         };
         if let Some(Transition::Degraded { consecutive, last }) = self.breaker.on_failure(run) {
-            metrics::gauge!("nightcrier_triage_degraded").set(1.0);
+            metrics::gauge!(crate::telemetry::names::TRIAGE_DEGRADED).set(1.0);
             tracing::warn!(
                 consecutive,
                 "triage degraded: consecutive agent runs failed"
@@ -414,7 +414,7 @@ impl Reporter {
         {
             Ok(Delivery::Done) => {
                 counts.notified += 1;
-                metrics::counter!("nightcrier_notifications_total", "kind" => kind, "result" => "sent")
+                metrics::counter!(crate::telemetry::names::NOTIFICATIONS, "kind" => kind, "result" => "sent")
                     .increment(1);
                 true
             }
@@ -424,7 +424,7 @@ impl Reporter {
             }
             Err(e) => {
                 counts.notify_failed += 1;
-                metrics::counter!("nightcrier_notifications_total", "kind" => kind, "result" => "failed")
+                metrics::counter!(crate::telemetry::names::NOTIFICATIONS, "kind" => kind, "result" => "failed")
                     .increment(1);
                 app.log_failure(incident, kind, &e);
                 true
@@ -453,12 +453,12 @@ impl Reporter {
         match slack.send(payload).await {
             Ok(_) => {
                 counts.notified += 1;
-                metrics::counter!("nightcrier_notifications_total", "kind" => kind, "result" => "sent")
+                metrics::counter!(crate::telemetry::names::NOTIFICATIONS, "kind" => kind, "result" => "sent")
                     .increment(1);
             }
             Err(e) => {
                 counts.notify_failed += 1;
-                metrics::counter!("nightcrier_notifications_total", "kind" => kind, "result" => "failed")
+                metrics::counter!(crate::telemetry::names::NOTIFICATIONS, "kind" => kind, "result" => "failed")
                     .increment(1);
                 tracing::warn!(
                     incident_id = %incident.id, cluster = %incident.cluster, kind, error = %e,
@@ -480,12 +480,12 @@ impl Reporter {
         match artifacts.upload_incident(ws, incident.id).await {
             Ok(up) => {
                 counts.uploaded += 1;
-                metrics::counter!("nightcrier_artifact_uploads_total", "result" => "ok")
+                metrics::counter!(crate::telemetry::names::ARTIFACT_UPLOADS, "result" => "ok")
                     .increment(1);
                 Ok(Upload::Done(up.report_url))
             }
             Err(e) => {
-                metrics::counter!("nightcrier_artifact_uploads_total", "result" => "failed")
+                metrics::counter!(crate::telemetry::names::ARTIFACT_UPLOADS, "result" => "failed")
                     .increment(1);
                 let failures = self
                     .store
