@@ -285,6 +285,13 @@ impl App {
 
         let fleet_task = tokio::spawn(fleet.run(producers.clone()));
         let member_token = CancellationToken::new();
+        if member.is_none() {
+            let ignore = crate::fleet::ignore_drain_signal(side.clone());
+            tasks.spawn(async move {
+                ignore.await;
+                "drain signal"
+            });
+        }
         let member_task = member.map(|m| {
             let t = member_token.clone();
             tokio::spawn(async move {

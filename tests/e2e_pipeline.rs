@@ -373,3 +373,20 @@ async fn related_faults_of_one_workload_are_one_investigation() {
     );
     assert!(prompt.contains("PodCrash on Pod"), "{prompt}");
 }
+
+/// SIGUSR2 drains a fleet member; a process that runs alone (SQLite) must not die of it (the
+/// signal's default action) but say why it ignores it and go on working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr2_on_a_lone_process_is_explained_not_fatal() {
+    let sim = simulator("delta").await;
+    let rig = Rig::sqlite(&[&sim], &format!("{WRITE_REPORT}\n"));
+    let mut run = rig.start_run();
+    subscribed(&sim).await;
+    run.signal(nix::sys::signal::Signal::SIGUSR2);
+    run.wait_stdout("SIGUSR2 ignored").await;
+    // Still alive and working: a fault after the signal is investigated.
+    emit(&sim, 0).await;
+    let store = rig.store().await;
+    let done = all_finished(&store, 1, DEADLINE).await;
+    assert_eq!(done[0].status, IncidentStatus::Succeeded);
+}

@@ -404,6 +404,31 @@ impl FleetMember {
     }
 }
 
+/// For a process that is not in a fleet (SQLite, or `fleet.enabled: false`): SIGUSR2 would
+/// otherwise kill it (the default action), so an operator's drain signal sent to the wrong
+/// process is caught and explained instead. The handler is installed when this is called (not
+/// when the future is first polled), so a signal right after start is caught too; the future
+/// runs until `cancel`.
+pub fn ignore_drain_signal(
+    cancel: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send {
+    let mut usr2 = signal(SignalKind::user_defined2())
+        .map_err(|e| warn!(error = %e, "cannot listen for SIGUSR2"))
+        .ok();
+    async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                Some(()) = recv(&mut usr2) => warn!(
+                    "SIGUSR2 ignored: draining hands clusters to the other processes of a fleet \
+                     on PostgreSQL, and this process runs alone (SQLite or fleet.enabled: \
+                     false); stop it with SIGTERM"
+                ),
+            }
+        }
+    }
+}
+
 /// The next signal, or never when there is no handler.
 async fn recv(sig: &mut Option<Signal>) -> Option<()> {
     match sig {
