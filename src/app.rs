@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::fleet::{FleetMember, FleetSettings};
 use crate::health::Health;
 use crate::http::{HttpServer, HttpState};
-use crate::ingest::{self, IngestWriter, WriterOptions};
+use crate::ingest;
 use crate::intake::{AlertmanagerIntake, IntakeError};
 use crate::mcp::{self, McpFleet};
 use crate::report::{ReportError, Reporter};
@@ -220,19 +220,11 @@ impl App {
         } = self;
 
         // Producer: sessions → channel → writer.
-        let (sender, receiver) =
-            ingest::channel_bounded(config.ingest.buffer_capacity, config.ingest.buffer_bytes);
-        let spill = spill_file(&config);
-        // Before any session starts, so spilled faults keep their place ahead of new ones.
-        ingest::spill::reingest(&spill, &sender);
-        let writer = IngestWriter::new(
-            receiver,
+        let (sender, writer) = ingest::build(
+            &config.ingest,
             store.clone(),
             health.clone(),
-            WriterOptions {
-                spill: Some(spill),
-                ..WriterOptions::from_config(&config.ingest)
-            },
+            Some(spill_file(&config)),
         );
         let unwritten = sender.clone();
         let fleet = McpFleet::new(

@@ -109,7 +109,7 @@ async fn group_commit_writes_every_fault_in_arrival_order() {
 async fn faults_of_a_triage_disabled_cluster_are_recorded_as_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::sqlite_store(dir.path()).await;
-    let (tx, writer) = build(&IngestConfig::default(), store.clone(), Health::new());
+    let (tx, writer) = build(&IngestConfig::default(), store.clone(), Health::new(), None);
 
     let mut quiet = seq_fault("quiet", "q1", 0);
     quiet.triage_enabled = false;

@@ -31,7 +31,8 @@ async fn incidents(store: &Store, cluster: &str) -> Vec<Incident> {
 async fn panicking_runs_do_not_stop_ingestion() {
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir).await;
-    let (sender, writer) = ingest::build(&IngestConfig::default(), store.clone(), Health::new());
+    let (sender, writer) =
+        ingest::build(&IngestConfig::default(), store.clone(), Health::new(), None);
     let writer_stop = CancellationToken::new();
     let writer_task = tokio::spawn(writer.run(writer_stop.clone()));
 

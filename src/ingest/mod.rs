@@ -14,7 +14,7 @@
 //!
 //! Wiring (install the metrics recorder first, so the depth gauge is registered with it):
 //! ```ignore
-//! let (sender, writer) = ingest::build(&config.ingest, store.clone(), health.clone());
+//! let (sender, writer) = ingest::build(&config.ingest, store.clone(), health.clone(), None);
 //! // Give `sender` clones to the MCP supervisors, then:
 //! supervise("ingest-writer", Duration::from_secs(1), token, move |t| writer.clone().run(t)).await;
 //! ```
@@ -38,10 +38,25 @@ use crate::telemetry::names;
 
 pub use writer::{IngestWriter, StepReport, WriterOptions};
 
-/// The channel sized by `ingest.buffer_capacity` and a writer configured by `ingest.*`.
-pub fn build(cfg: &IngestConfig, store: Store, health: Health) -> (IngestSender, IngestWriter) {
+/// The channel sized by `ingest.buffer_capacity` and `ingest.buffer_bytes`, and a writer
+/// configured by `ingest.*`. With `spill`, what that file holds from an earlier run is offered
+/// first (before any session starts, so spilled faults keep their place ahead of new ones), and
+/// the writer spills there when the database is corrupt.
+pub fn build(
+    cfg: &IngestConfig,
+    store: Store,
+    health: Health,
+    spill: Option<spill::SpillFile>,
+) -> (IngestSender, IngestWriter) {
     let (sender, receiver) = channel_bounded(cfg.buffer_capacity, cfg.buffer_bytes);
-    let writer = IngestWriter::new(receiver, store, health, WriterOptions::from_config(cfg));
+    if let Some(file) = &spill {
+        spill::reingest(file, &sender);
+    }
+    let options = WriterOptions {
+        spill,
+        ..WriterOptions::from_config(cfg)
+    };
+    let writer = IngestWriter::new(receiver, store, health, options);
     (sender, writer)
 }
 
