@@ -274,9 +274,7 @@ impl App {
         let http_token = CancellationToken::new();
         let side = CancellationToken::new();
         let mut tasks = JoinSet::new();
-
-        let fleet_task = tokio::spawn(fleet.run(producers.clone()));
-        let member_token = CancellationToken::new();
+        // Before any session starts: a SIGUSR2 sent once the process is seen subscribed is caught.
         if member.is_none() {
             let ignore = crate::fleet::ignore_drain_signal(side.clone());
             tasks.spawn(async move {
@@ -284,6 +282,9 @@ impl App {
                 "drain signal"
             });
         }
+
+        let fleet_task = tokio::spawn(fleet.run(producers.clone()));
+        let member_token = CancellationToken::new();
         let member_task = member.map(|m| {
             let t = member_token.clone();
             tokio::spawn(async move {

@@ -74,6 +74,16 @@ async fn faults_become_incidents_that_agents_run_to_success() {
         ] {
             assert!(stdout.contains(&line), "no {line:?} in stdout:\n{stdout}");
         }
+        let runs = store.agent_runs(i.id).await.unwrap();
+        let expected = rig
+            .workspace_root()
+            .join(i.id.to_string())
+            .join("logs/agent.log");
+        assert_eq!(
+            runs[0].log_path.as_deref(),
+            Some(expected.to_str().unwrap()),
+            "the run's log path is recorded"
+        );
         let log = rig.agent_log(i.id);
         assert!(
             log.contains(&format!("{marker} stdout {}", i.id))

@@ -139,6 +139,12 @@ pub(crate) async fn execute<R: IncidentRunner>(deps: RunDeps<R>, claimed: Claime
 
     // Before the lease checks: a run that lost its lease or was interrupted still spent.
     record_usage(store, &incident, attempt, &report.usage).await;
+    // Where its output is, for `incidents show` and for another process of a fleet (the log
+    // lives on this host).
+    let log_path = report.log_path.display().to_string();
+    if let Err(e) = with_retry(|| store.set_run_log_path(id, attempt, &log_path)).await {
+        warn!(incident_id = %id, error = %e, "cannot record the agent run's log path");
+    }
     if lease_lost.is_cancelled() {
         return RunEnd::LeaseLost;
     }
