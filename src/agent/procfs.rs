@@ -240,10 +240,19 @@ mod tests {
             .spawn()
             .unwrap();
         let pgid = child.id() as i32;
-        let found: Vec<AgentGroup> = find_agent_groups()
-            .into_iter()
-            .filter(|g| g.incident_id == id)
-            .collect();
+        // Until the child has exec'd, /proc shows the environment it forked with (no marker):
+        // wait for the exec rather than read once (seen failing on a loaded CI machine).
+        let mut found: Vec<AgentGroup> = Vec::new();
+        for _ in 0..200 {
+            found = find_agent_groups()
+                .into_iter()
+                .filter(|g| g.incident_id == id)
+                .collect();
+            if !found.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
         assert_eq!(
             found,
             vec![AgentGroup {
