@@ -69,6 +69,42 @@ pub(crate) fn related_key(
     f.fault.related_key().map(|k| (f.cluster.clone(), k))
 }
 
+/// The incident column a candidate lookup matches (with the cluster): the fault's own id, or
+/// the related key. A closed set, so the column name can be written into the SQL text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyColumn {
+    FaultId,
+    RelatedKey,
+}
+
+impl KeyColumn {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyColumn::FaultId => "fault_id",
+            KeyColumn::RelatedKey => "related_key",
+        }
+    }
+}
+
+/// The (cluster, faultId) of every group, the keys of the first lookup.
+pub(crate) fn fault_keys<'a>(
+    faults: &'a [ReceivedFault],
+    groups: &[Group],
+) -> Vec<(&'a str, &'a str)> {
+    groups
+        .iter()
+        .map(|g| {
+            let f = &faults[g.first];
+            (f.cluster.as_str(), f.fault.fault_id.as_str())
+        })
+        .collect()
+}
+
+/// Owned keys as the borrowed pairs a lookup takes.
+pub(crate) fn borrowed(keys: &[(String, String)]) -> Vec<(&str, &str)> {
+    keys.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+}
+
 /// Groups whose related incidents must be looked up: coalescing is on, the fault has a related
 /// key, and no incident of its own faultId takes it.
 pub(crate) fn needs_related<I>(

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{notify_pending, rows, with_retry};
 use crate::fault::ReceivedFault;
 use crate::incident::IncidentStatus;
-use crate::store::batch::{self, Attach, Candidates, Existing, Group, Target};
+use crate::store::batch::{self, Attach, Candidates, Existing, Group, KeyColumn, Target};
 use crate::store::{time, LeaseFence, Recorded, Result, StoreError};
 
 const CTX: &str = "recording faults";
@@ -98,67 +98,23 @@ async fn record_once(
         .map(|g| batch::since(g, cooldown))
         .min()
         .unwrap_or(now);
-    let clusters: Vec<&str> = groups
-        .iter()
-        .map(|g| faults[g.first].cluster.as_str())
-        .collect();
-    let fault_ids: Vec<&str> = groups
-        .iter()
-        .map(|g| faults[g.first].fault.fault_id.as_str())
-        .collect();
-    let found = sqlx::query(
-        "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(cluster, fault_id)) \
-         SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at, i.last_seen \
-         FROM k JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
-         WHERE i.status IN ('pending', 'running') \
-         UNION ALL \
-         SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at, i.last_seen \
-         FROM k JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
-         WHERE i.finished_at > $3",
+    let existing = candidates(
+        &mut tx,
+        KeyColumn::FaultId,
+        &batch::fault_keys(faults, groups),
+        oldest,
     )
-    .bind(&clusters)
-    .bind(&fault_ids)
-    .bind(oldest)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(StoreError::db(CTX))?;
-    let mut existing: HashMap<(String, String), Vec<Existing<Uuid>>> = HashMap::new();
-    for row in &found {
-        existing
-            .entry((row.get("cluster"), row.get("fault_id")))
-            .or_default()
-            .push(existing_row(row)?);
-    }
+    .await?;
 
     // 1b. Incidents of related faults, for the groups no incident of their own takes.
-    let mut by_related: HashMap<(String, String), Vec<Existing<Uuid>>> = HashMap::new();
     let keys = batch::needs_related(faults, groups, &existing, cooldown, related_window);
-    if !keys.is_empty() {
-        let (clusters, related): (Vec<&str>, Vec<&str>) =
-            keys.iter().map(|(c, k)| (c.as_str(), k.as_str())).unzip();
-        let found = sqlx::query(
-            "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(cluster, related_key)) \
-             SELECT i.id, i.cluster, i.related_key, i.status, i.finished_at, i.last_seen \
-             FROM k JOIN incidents i ON i.cluster = k.cluster AND i.related_key = k.related_key \
-             WHERE i.status IN ('pending', 'running') \
-             UNION ALL \
-             SELECT i.id, i.cluster, i.related_key, i.status, i.finished_at, i.last_seen \
-             FROM k JOIN incidents i ON i.cluster = k.cluster AND i.related_key = k.related_key \
-             WHERE i.finished_at > $3",
-        )
-        .bind(&clusters)
-        .bind(&related)
-        .bind(oldest)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(StoreError::db(CTX))?;
-        for row in &found {
-            by_related
-                .entry((row.get("cluster"), row.get("related_key")))
-                .or_default()
-                .push(existing_row(row)?);
-        }
-    }
+    let by_related = candidates(
+        &mut tx,
+        KeyColumn::RelatedKey,
+        &batch::borrowed(&keys),
+        oldest,
+    )
+    .await?;
 
     // 2. Decide per group: attach (and to what) or open.
     let candidates = Candidates {
@@ -355,6 +311,45 @@ async fn record_once(
         }
     }
     Ok(results.into_iter().flatten().collect())
+}
+
+type ByKey = HashMap<(String, String), Vec<Existing<Uuid>>>;
+
+/// The incidents matching any of `keys` on (cluster, `column`) that are open or finished after
+/// `oldest`, in one query.
+async fn candidates(
+    tx: &mut sqlx::PgConnection,
+    column: KeyColumn,
+    keys: &[(&str, &str)],
+    oldest: DateTime<Utc>,
+) -> Result<ByKey> {
+    let mut out = ByKey::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let col = column.name();
+    let (clusters, values): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
+    let select = format!(
+        "SELECT i.id, i.cluster, i.{col} AS k, i.status, i.finished_at, i.last_seen \
+         FROM k JOIN incidents i ON i.cluster = k.cluster AND i.{col} = k.{col} "
+    );
+    let found = sqlx::query(&format!(
+        "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(cluster, {col})) \
+         {select} WHERE i.status IN ('pending', 'running') UNION ALL {select} \
+         WHERE i.finished_at > $3"
+    ))
+    .bind(&clusters)
+    .bind(&values)
+    .bind(oldest)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(StoreError::db(CTX))?;
+    for row in &found {
+        out.entry((row.get("cluster"), row.get("k")))
+            .or_default()
+            .push(existing_row(row)?);
+    }
+    Ok(out)
 }
 
 fn existing_row(row: &sqlx::postgres::PgRow) -> Result<Existing<Uuid>> {

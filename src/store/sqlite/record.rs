@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{begin, rows};
 use crate::fault::ReceivedFault;
 use crate::incident::IncidentStatus;
-use crate::store::batch::{self, Attach, Candidates, Existing, Group, Target};
+use crate::store::batch::{self, Attach, Candidates, Existing, Group, KeyColumn, Target};
 use crate::store::{time, Recorded, Result, StoreError};
 
 /// Rows per multi-row statement: at most 16 parameters a row, well under SQLite's 32766.
@@ -32,71 +32,23 @@ pub(in crate::store) async fn record_faults(
         .map(|g| batch::since(g, cooldown))
         .min()
         .unwrap_or(now);
-    let mut existing: HashMap<(String, String), Vec<Existing<String>>> = HashMap::new();
-    for chunk in groups.chunks(CHUNK) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH k(cluster, fault_id) AS (");
-        qb.push_values(chunk, |mut b, g| {
-            let f = &faults[g.first];
-            b.push_bind(&f.cluster).push_bind(&f.fault.fault_id);
-        });
-        // Two index lookups per key (open; finished), not one OR: with an OR over hundreds of
-        // keys SQLite builds a throwaway index over the whole table on every batch. CROSS JOIN
-        // fixes the keys as the outer loop.
-        qb.push(
-            ") SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at, i.last_seen \
-             FROM k CROSS JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
-             WHERE i.status IN ('pending', 'running') \
-             UNION ALL \
-             SELECT i.id, i.cluster, i.fault_id, i.status, i.finished_at, i.last_seen \
-             FROM k CROSS JOIN incidents i ON i.cluster = k.cluster AND i.fault_id = k.fault_id \
-             WHERE i.finished_at > ",
-        )
-        .push_bind(time::to_micros(oldest));
-        let found = qb
-            .build()
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StoreError::db(CTX))?;
-        for row in &found {
-            existing
-                .entry((row.get("cluster"), row.get("fault_id")))
-                .or_default()
-                .push(existing_row(row)?);
-        }
-    }
+    let existing = candidates(
+        &mut tx,
+        KeyColumn::FaultId,
+        &batch::fault_keys(faults, groups),
+        oldest,
+    )
+    .await?;
 
     // 1b. Incidents of related faults, for the groups no incident of their own takes.
-    let mut by_related: HashMap<(String, String), Vec<Existing<String>>> = HashMap::new();
     let keys = batch::needs_related(faults, groups, &existing, cooldown, related_window);
-    for chunk in keys.chunks(CHUNK) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH k(cluster, related_key) AS (");
-        qb.push_values(chunk, |mut b, (cluster, key)| {
-            b.push_bind(cluster).push_bind(key);
-        });
-        qb.push(
-            ") SELECT i.id, i.cluster, i.related_key, i.status, i.finished_at, i.last_seen \
-             FROM k CROSS JOIN incidents i \
-               ON i.cluster = k.cluster AND i.related_key = k.related_key \
-             WHERE i.status IN ('pending', 'running') \
-             UNION ALL \
-             SELECT i.id, i.cluster, i.related_key, i.status, i.finished_at, i.last_seen \
-             FROM k CROSS JOIN incidents i \
-               ON i.cluster = k.cluster AND i.related_key = k.related_key \
-             WHERE i.finished_at > ",
-        )
-        .push_bind(time::to_micros(oldest));
-        let found = qb
-            .build()
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StoreError::db(CTX))?;
-        for row in &found {
-            by_related
-                .entry((row.get("cluster"), row.get("related_key")))
-                .or_default()
-                .push(existing_row(row)?);
-        }
-    }
+    let by_related = candidates(
+        &mut tx,
+        KeyColumn::RelatedKey,
+        &batch::borrowed(&keys),
+        oldest,
+    )
+    .await?;
 
     // 2. Decide per group: attach (and to what) or open.
     let candidates = Candidates {
@@ -226,6 +178,50 @@ pub(in crate::store) async fn record_faults(
         }
     }
     Ok(results.into_iter().flatten().collect())
+}
+
+type ByKey = HashMap<(String, String), Vec<Existing<String>>>;
+
+/// The incidents matching any of `keys` on (cluster, `column`) that are open or finished after
+/// `oldest`, in one query per chunk.
+async fn candidates(
+    tx: &mut sqlx::SqliteConnection,
+    column: KeyColumn,
+    keys: &[(&str, &str)],
+    oldest: chrono::DateTime<chrono::Utc>,
+) -> Result<ByKey> {
+    let col = column.name();
+    let mut out = ByKey::new();
+    for chunk in keys.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("WITH k(cluster, {col}) AS ("));
+        qb.push_values(chunk, |mut b, (cluster, key)| {
+            b.push_bind(cluster).push_bind(key);
+        });
+        // Two index lookups per key (open; finished), not one OR: with an OR over hundreds of
+        // keys SQLite builds a throwaway index over the whole table on every batch. CROSS JOIN
+        // fixes the keys as the outer loop.
+        let select = format!(
+            "SELECT i.id, i.cluster, i.{col} AS k, i.status, i.finished_at, i.last_seen \
+             FROM k CROSS JOIN incidents i ON i.cluster = k.cluster AND i.{col} = k.{col} "
+        );
+        qb.push(format!(
+            ") {select} WHERE i.status IN ('pending', 'running') UNION ALL {select} \
+             WHERE i.finished_at > "
+        ))
+        .push_bind(time::to_micros(oldest));
+        let found = qb
+            .build()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::db(CTX))?;
+        for row in &found {
+            out.entry((row.get("cluster"), row.get("k")))
+                .or_default()
+                .push(existing_row(row)?);
+        }
+    }
+    Ok(out)
 }
 
 fn existing_row(row: &sqlx::sqlite::SqliteRow) -> Result<Existing<String>> {
