@@ -399,7 +399,7 @@ async fn browser_screenshots_of_the_main_pages() {
         s.store
             .put_connection_state(&ConnectionState {
                 cluster: cluster.into(),
-                state: state.into(),
+                state: state.parse().unwrap(),
                 subscription_id: Some(format!("sub-{cluster}")),
                 last_error: error.map(str::to_string),
                 last_event_at: Some(now - chrono::TimeDelta::seconds(if error.is_some() { 340 } else { 4 })),

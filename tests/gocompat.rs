@@ -412,7 +412,7 @@ async fn health_clusters_has_the_go_shape_and_values() {
         .with_timezone(&chrono::Utc);
     let state = |cluster: &str, state: &str, error: Option<&str>, n: i64, last| ConnectionState {
         cluster: cluster.into(),
-        state: state.into(),
+        state: state.parse().unwrap(),
         subscription_id: None,
         last_error: error.map(str::to_string),
         last_event_at: last,

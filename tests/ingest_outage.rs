@@ -93,7 +93,7 @@ async fn a_database_outage_loses_nothing_below_the_buffer_bound() {
     }
     r.tx.report_state(ConnectionState {
         cluster: "north".into(),
-        state: "subscribed".into(),
+        state: nightcrier::incident::ConnectionPhase::Subscribed,
         subscription_id: Some("sub-outage".into()),
         last_error: None,
         last_event_at: None,

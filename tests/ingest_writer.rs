@@ -38,7 +38,7 @@ async fn incidents(store: &Store) -> Vec<nightcrier::incident::Incident> {
 fn state(cluster: &str, state: &str, received: i64) -> ConnectionState {
     ConnectionState {
         cluster: cluster.into(),
-        state: state.into(),
+        state: state.parse().unwrap(),
         subscription_id: Some(format!("sub-{received}")),
         last_error: None,
         last_event_at: None,
@@ -236,7 +236,7 @@ async fn the_latest_connection_state_of_each_cluster_is_saved() {
         .await
         .unwrap()
         .into_iter()
-        .map(|s| (s.cluster, s.state, s.events_received))
+        .map(|s| (s.cluster, s.state.to_string(), s.events_received))
         .collect();
     saved.sort();
     assert_eq!(

@@ -472,7 +472,7 @@ async fn connection_states_are_replaced_per_cluster(db: &TestDb) {
     let t = Utc::now();
     let mut s = ConnectionState {
         cluster: "prod".into(),
-        state: "connecting".into(),
+        state: nightcrier::incident::ConnectionPhase::Connecting,
         subscription_id: None,
         last_error: Some("connection refused".into()),
         last_event_at: None,
@@ -482,7 +482,7 @@ async fn connection_states_are_replaced_per_cluster(db: &TestDb) {
         updated_at: t,
     };
     store.put_connection_state(&s).await.unwrap();
-    s.state = "subscribed".into();
+    s.state = nightcrier::incident::ConnectionPhase::Subscribed;
     s.subscription_id = Some("sub-1".into());
     s.last_error = None;
     s.last_event_at = Some(t);

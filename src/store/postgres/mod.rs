@@ -258,7 +258,7 @@ pub(super) async fn put_connection_state(pool: &PgPool, s: &ConnectionState) -> 
          updated_at = EXCLUDED.updated_at",
     )
     .bind(&s.cluster)
-    .bind(&s.state)
+    .bind(s.state.as_str())
     .bind(&s.subscription_id)
     .bind(&s.last_error)
     .bind(s.last_event_at.map(time::truncate))

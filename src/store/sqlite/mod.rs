@@ -301,7 +301,7 @@ pub(super) async fn put_connection_state(pool: &SqlitePool, s: &ConnectionState)
          updated_at = excluded.updated_at",
     )
     .bind(&s.cluster)
-    .bind(&s.state)
+    .bind(s.state.as_str())
     .bind(&s.subscription_id)
     .bind(&s.last_error)
     .bind(s.last_event_at.map(time::to_micros))

@@ -138,7 +138,9 @@ pub(super) fn occurrence(row: &SqliteRow) -> Result<FaultOccurrence> {
 pub(super) fn connection_state(row: &SqliteRow) -> Result<ConnectionState> {
     Ok(ConnectionState {
         cluster: get(row, "cluster")?,
-        state: get(row, "state")?,
+        state: get::<String>(row, "state")?.parse().map_err(
+            |e: crate::incident::UnknownConnectionPhase| StoreError::decode(CTX, e.to_string()),
+        )?,
         subscription_id: get(row, "subscription_id")?,
         last_error: get(row, "last_error")?,
         last_event_at: opt_ts(row, "last_event_at")?,
