@@ -22,6 +22,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// Metric names, shared by the code that records them and by [`describe_metrics`].
+mod rate_limit;
+pub use rate_limit::RateLimited;
+
 pub mod names {
     pub const EVENTS_RECEIVED: &str = "nightcrier_events_received_total";
     pub const EVENTS_MALFORMED: &str = "nightcrier_events_malformed_total";
@@ -375,26 +378,17 @@ pub fn record_process_gauges() {
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         metrics::gauge!(names::RUNTIME_TASKS).set(rt.metrics().num_alive_tasks() as f64);
     }
-    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        metrics::gauge!(names::OPEN_FDS).set(fds.count() as f64);
+    if let Some(fds) = crate::procfs::open_fds() {
+        metrics::gauge!(names::OPEN_FDS).set(fds as f64);
     }
-    if let Some(kib) = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .as_deref()
-        .and_then(vm_rss_kib)
-    {
+    if let Some(kib) = crate::procfs::self_resident_kib() {
         metrics::gauge!(names::RESIDENT_MEMORY).set(kib as f64 * 1024.0);
     }
 }
 
-/// `VmRSS` from the text of `/proc/<pid>/status`, in KiB. Public for the tests and benches that
-/// watch a child process's memory.
-pub fn vm_rss_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
+/// `VmRSS` from the text of `/proc/<pid>/status`, in KiB (kept here for the tests and benches
+/// that watch a child process's memory; parsed by [`crate::procfs`]).
+pub use crate::procfs::vm_rss_kib;
 
 /// Drains histogram samples into their buckets at an interval. Rendering `/metrics` does this
 /// too, but without scrapes (or with the endpoint off) the raw samples would grow unbounded.

@@ -20,7 +20,7 @@ use super::settings::PoolSettings;
 use super::wakeup::Wakeup;
 use crate::incident::{IncidentStatus, RunOutcome};
 use crate::store::{Claimed, Store, StoreError};
-use crate::telemetry::names;
+use crate::telemetry::{names, RateLimited};
 
 /// Dispatcher errors (the database is down...) are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -52,7 +52,7 @@ pub struct WorkerPool<R: IncidentRunner> {
     stop: CancellationToken,
     /// Cancelled when this process drains out of a fleet: running agents go on, no new claims.
     no_claims: CancellationToken,
-    last_warn: Option<Instant>,
+    warn_limit: RateLimited,
 }
 
 impl<R: IncidentRunner> WorkerPool<R> {
@@ -73,7 +73,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
             reconciled: false,
             stop: CancellationToken::new(),
             no_claims: CancellationToken::new(),
-            last_warn: None,
+            warn_limit: RateLimited::new(WARN_EVERY),
         }
     }
 
@@ -252,13 +252,8 @@ impl<R: IncidentRunner> WorkerPool<R> {
     }
 
     fn warn_limited(&mut self, what: &str, e: &StoreError) {
-        let now = Instant::now();
-        if self
-            .last_warn
-            .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
-        {
-            self.last_warn = Some(now);
-            warn!(error = %e, "{what} failed; will retry");
+        if let Some(suppressed) = self.warn_limit.check() {
+            warn!(error = %e, suppressed, "{what} failed; will retry");
         }
     }
 
