@@ -42,6 +42,7 @@ pub mod names {
     pub const MCP_RECONNECTS: &str = "nightcrier_mcp_reconnects_total";
     pub const MCP_CONNECTED: &str = "nightcrier_mcp_connected";
     pub const TASK_RESTARTS: &str = "nightcrier_task_restarts_total";
+    pub const TASK_PANICS: &str = "nightcrier_task_panics_total";
     pub const RUNTIME_TASKS: &str = "nightcrier_runtime_alive_tasks";
     pub const OPEN_FDS: &str = "process_open_fds";
     pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
@@ -333,6 +334,11 @@ pub fn describe_metrics() {
         TASK_RESTARTS,
         Unit::Count,
         "Supervised tasks restarted after a panic, per task."
+    );
+    describe_counter!(
+        TASK_PANICS,
+        Unit::Count,
+        "Panics of long-running tasks, per task (restarted or not; see ARCHITECTURE.md for which stop the application)."
     );
     describe_counter!(
         ALERTS_RECEIVED,

@@ -400,3 +400,54 @@ async fn sigusr2_on_a_lone_process_is_explained_not_fatal() {
     let done = all_finished(&store, 1, DEADLINE).await;
     assert_eq!(done[0].status, IncidentStatus::Succeeded);
 }
+
+/// Dropping the future of `App::run` (a caller that gives up on it) stops what it started: the
+/// MCP session, the HTTP listener and the running agent. Without that they would outlive it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_application_future_stops_its_session_listener_and_agent() {
+    use nightcrier::agent::live_processes_with_marker;
+    use tokio_util::sync::CancellationToken;
+
+    let sim = simulator("alpha").await;
+    let rig = Rig::sqlite(&[&sim], "sleep 300\n");
+    rig.write_config();
+    let config = nightcrier::config::load(Some(&rig.config_path()), Vec::new())
+        .expect("configuration")
+        .config;
+    let app = nightcrier::app::App::build(config)
+        .await
+        .expect("application")
+        .without_preflight();
+    let addr = app.http_addr().expect("the HTTP endpoint is on");
+    let store = app.store().clone();
+    let run = tokio::spawn(app.run(CancellationToken::new(), CancellationToken::new()));
+    subscribed(&sim).await;
+    emit(&sim, 0).await;
+    let id = wait_until("the agent running", DEADLINE, || async {
+        let all = all_incidents(&store).await;
+        let i = all.first()?;
+        (!live_processes_with_marker(i.id, 1).is_empty()).then_some(i.id)
+    })
+    .await;
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
+
+    run.abort();
+    assert!(run.await.expect_err("aborted").is_cancelled());
+
+    wait_until("the agent gone", DEADLINE, || async {
+        live_processes_with_marker(id, 1).is_empty().then_some(())
+    })
+    .await;
+    wait_until("the HTTP listener closed", DEADLINE, || async {
+        tokio::net::TcpStream::connect(addr)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    wait_until("the MCP stream closed", DEADLINE, || async {
+        let spec = nightcrier::simulate::FaultSpec::generate(1, 7);
+        (sim.emit_fault(&spec).await == 0).then_some(())
+    })
+    .await;
+}

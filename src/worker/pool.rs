@@ -20,10 +20,13 @@ use super::settings::PoolSettings;
 use super::wakeup::Wakeup;
 use crate::incident::{IncidentStatus, RunOutcome};
 use crate::store::{Claimed, Store, StoreError};
+use crate::supervise::supervise;
 use crate::telemetry::{names, RateLimited};
 
 /// Dispatcher errors (the database is down...) are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+/// How long a panicked rescuer waits before it is started again (doubling on repeats).
+const RESCUER_RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What the pool remembers of a run while its task is alive, to account for it however the task
 /// ends (including a panic, where the task returns nothing).
@@ -282,9 +285,15 @@ impl<R: IncidentRunner> WorkerPool<R> {
                     settings.rescue_interval,
                     settings.max_attempts,
                 );
-                rescuer = Some(AbortOnDropHandle::new(tokio::spawn(
-                    r.run(rescuer_stop.clone()),
-                )));
+                // Supervised: a panicking rescuer is logged, counted and started again; without
+                // it expired leases would never be returned.
+                let stop = rescuer_stop.clone();
+                rescuer = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                    supervise("rescuer", RESCUER_RESTART_BACKOFF, stop, move |t| {
+                        r.clone().run(t)
+                    })
+                    .await;
+                })));
             }
             if self.reconciled {
                 wakeup.arm();

@@ -12,6 +12,7 @@ use crate::telemetry::RateLimited;
 /// Database errors are logged at most this often; the loop keeps going regardless.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
+#[derive(Clone)]
 pub struct Rescuer {
     store: Store,
     interval: Duration,
