@@ -73,7 +73,6 @@ fn done_report(started: Instant) -> RunReport {
         },
         workspace: Default::default(),
         log_path: Default::default(),
-        report_path: Default::default(),
         duration: started.elapsed(),
         pid: None,
         interrupted: false,

@@ -207,7 +207,10 @@ fn assert_common(report: &RunReport, log: &str, cluster: &Cluster) {
         "{report:?}\n--- agent.log ---\n{log}"
     );
     assert_eq!(
-        std::fs::read_to_string(&report.report_path).unwrap(),
+        std::fs::read_to_string(
+            nightcrier::agent::Workspace::from_dir(&report.workspace).report_file()
+        )
+        .unwrap(),
         report_text()
     );
     // The call went through nightcrier's endpoint and is recorded.

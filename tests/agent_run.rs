@@ -78,9 +78,10 @@ async fn a_report_after_exit_zero_succeeds() {
     assert_eq!(report.pid, Some(pid), "on_started got the pid");
     let ws = root.path().join(incident.id.to_string());
     assert_eq!(report.workspace, ws);
-    assert_eq!(report.report_path, ws.join("output/investigation.md"));
+    let report_path = nightcrier::agent::Workspace::from_dir(&report.workspace).report_file();
+    assert_eq!(report_path, ws.join("output/investigation.md"));
     assert_eq!(report.log_path, ws.join("logs/agent.log"));
-    assert!(fs::read_to_string(&report.report_path)
+    assert!(fs::read_to_string(&report_path)
         .unwrap()
         .contains("## Root Cause"));
 

@@ -101,9 +101,11 @@ pub struct RunReport {
     /// succeeded / failed / timed_out with a reason (`exit code 2`, `killed by signal 9`,
     /// `report missing`, `report too small (12 bytes)`, `timed out after 15m`, `interrupted`).
     pub outcome: RunOutcome,
+    /// The incident's workspace directory ([`Workspace::dir`]; the report is at
+    /// [`Workspace::report_file`] of it).
     pub workspace: PathBuf,
+    /// The agent's log, recorded with the run.
     pub log_path: PathBuf,
-    pub report_path: PathBuf,
     pub duration: Duration,
     /// The agent's pid (and process-group id), when it was started.
     pub pid: Option<u32>,
@@ -326,7 +328,7 @@ impl AgentRunner {
         let started = mcp_proxy::McpProxy::start(
             &incident.cluster,
             &entry.config.mcp,
-            ws.dir().join("evidence"),
+            ws.evidence_dir(),
             mcp_proxy::ProxyLimits::from_agent(agent),
         )
         .await;
@@ -355,7 +357,6 @@ impl AgentRunner {
             outcome: failed(String::new()),
             workspace: ws.dir().to_path_buf(),
             log_path: ws.log_file(),
-            report_path: ws.report_file(),
             duration: Duration::ZERO,
             pid: None,
             interrupted: false,
@@ -439,7 +440,7 @@ impl AgentRunner {
             namespace: incident.namespace.as_deref(),
             name: &incident.resource_name,
         };
-        let dir = ws.dir().join(crate::evidence::EVIDENCE_DIR);
+        let dir = ws.evidence_dir();
         let bundle = crate::evidence::gather(
             &self.evidence_http,
             &entry.config.mcp,

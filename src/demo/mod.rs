@@ -265,11 +265,7 @@ async fn summarize(opts: &crate::store::StoreOptions, workspace_root: &Path) {
     if let Some(done) = all.iter().find(|i| i.status == IncidentStatus::Succeeded) {
         println!(
             "an example report: {}",
-            shown(
-                &workspace_root
-                    .join(done.id.to_string())
-                    .join("output/investigation.md")
-            )
+            shown(&crate::agent::Workspace::new(workspace_root, done.id).report_file())
         );
     }
     store.close().await;

@@ -200,7 +200,6 @@ fn report(status: IncidentStatus, reason: Option<&str>, exit: Option<i32>) -> Ru
         },
         workspace: PathBuf::new(),
         log_path: PathBuf::new(),
-        report_path: PathBuf::new(),
         duration: Duration::ZERO,
         pid: None,
         interrupted,
