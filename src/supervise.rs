@@ -354,6 +354,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_critical_panic_is_reported_and_stops_nothing_by_itself() {
+        let metrics = crate::telemetry::install_metrics_recorder().unwrap();
         let tasks = Tasks::new();
         let steady_token = tasks.token();
         let steady = tasks.spawn_critical("steady", {
@@ -370,6 +371,12 @@ mod tests {
             })
         );
         boom.stopped().await;
+        assert!(
+            metrics
+                .render()
+                .contains(r#"nightcrier_task_panics_total{task="reporter"} 1"#),
+            "the panic is counted"
+        );
         // The application decides the order of shutdown; other tasks still run.
         assert!(!steady_token.is_cancelled());
         steady_token.cancel();
