@@ -40,7 +40,7 @@ const LOG_DIR: &str = "logs";
 const LOG_FILE: &str = "agent.log";
 const STATE_DIR: &str = "agent-state";
 /// The agent's machine-readable verdict, relative to the workspace (the prompt names it so),
-/// and its name in [`OUTPUT_DIR`].
+/// and its name in `output/`.
 pub const VERDICT_FILE: &str = "output/verdict.json";
 const VERDICT_NAME: &str = "verdict.json";
 
