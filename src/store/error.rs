@@ -89,7 +89,9 @@ impl StoreError {
                 // sqlx sorts constraint violations (unique, foreign key, not null, check) of
                 // both backends into kinds other than `Other`.
                 db.kind() != sqlx::error::ErrorKind::Other
-                    || db.code().is_some_and(|c| c.len() == 5 && c.starts_with("22"))
+                    || db
+                        .code()
+                        .is_some_and(|c| c.len() == 5 && c.starts_with("22"))
             }),
             _ => false,
         }
