@@ -473,17 +473,9 @@ impl Store {
         on_portable!(self.set_run_log_path(id, attempt, path))
     }
 
-    /// Ends a running attempt. Fenced: `Ok(false)` and no change unless the incident is running
-    /// with this attempt. `outcome.status` must be succeeded, failed or timed_out.
+    /// Ends a running attempt; its incident ends with the run's status. Fenced: `Ok(false)` and
+    /// no change unless the incident is running with this attempt.
     pub async fn complete(&self, id: Uuid, attempt: i32, outcome: &RunOutcome) -> Result<bool> {
-        match outcome.status {
-            IncidentStatus::Succeeded | IncidentStatus::Failed | IncidentStatus::TimedOut => {}
-            other => {
-                return Err(StoreError::InvalidInput(format!(
-                "an agent run cannot complete as {other}: expected succeeded, failed or timed_out"
-            )))
-            }
-        }
         let (store, outcome) = (self.clone(), outcome.clone());
         detached(async move { on_driver!(store.complete(id, attempt, &outcome)) }).await
     }
