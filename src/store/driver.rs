@@ -51,8 +51,9 @@ use crate::incident::{
 };
 
 /// What a backend must provide: a statement runner for the operations written once in
-/// [`super::portable`], and the operations whose SQL or locking differ. Arguments arrive validated by `Store` (non-empty owners and
-/// keys, limits in range, a batch grouped by [`super::batch::group`]).
+/// [`super::portable`], and the operations whose SQL or locking differ. Arguments arrive
+/// validated by `Store` (non-empty owners and keys, limits in range, a batch grouped by
+/// [`super::batch::group`]).
 pub(super) trait Driver: Send + Sync {
     /// Runs one writing statement of [`super::sql`] with `args` bound in this backend's
     /// representation; the rows it changed. The statement is its own transaction.
@@ -63,7 +64,8 @@ pub(super) trait Driver: Send + Sync {
         context: &'static str,
     ) -> Result<u64>;
 
-    /// Runs one statement returning incident rows (the columns of [`super::sql::INCIDENT_COLUMNS`]).
+    /// Runs one statement returning incident rows (the columns of
+    /// [`super::sql::INCIDENT_COLUMNS`]).
     async fn fetch_incidents(
         &self,
         sql: &'static str,
