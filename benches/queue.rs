@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 use nightcrier::agent::{AgentRunner, RunReport};
 use nightcrier::config::{AgentPreset, Config};
 use nightcrier::fault::{fault_id, Fault, ReceivedFault, ResourceRef};
-use nightcrier::incident::{AgentRun, FaultOccurrence, Incident, IncidentStatus, RunOutcome};
+use nightcrier::incident::{AgentRun, FaultOccurrence, Incident, RunOutcome, RunStatus};
 use nightcrier::store::Store;
 use nightcrier::worker::{IncidentRunner, PoolSettings, WorkerPool};
 use support::{pg::Postgres, Args, Db};
@@ -67,7 +67,7 @@ struct Recorder {
 fn done_report(started: Instant) -> RunReport {
     RunReport {
         outcome: RunOutcome {
-            status: IncidentStatus::Succeeded,
+            status: RunStatus::Succeeded,
             reason: None,
             exit_code: Some(0),
         },
@@ -77,6 +77,7 @@ fn done_report(started: Instant) -> RunReport {
         pid: None,
         interrupted: false,
         usage: Default::default(),
+        retry_later: false,
     }
 }
 

@@ -15,7 +15,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use nightcrier::incident::{IncidentStatus, RunOutcome};
+use nightcrier::incident::{RunOutcome, RunStatus};
 use nightcrier::store::{ClaimLimits, Store};
 
 use common::{fault, TestDb};
@@ -120,7 +120,7 @@ async fn record_rows(db: &TestDb) {
 
 fn outcome() -> RunOutcome {
     RunOutcome {
-        status: IncidentStatus::Succeeded,
+        status: RunStatus::Succeeded,
         reason: None,
         exit_code: Some(0),
     }

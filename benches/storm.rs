@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use nightcrier::accounting::RunUsage;
-use nightcrier::incident::{IncidentStatus, RunOutcome};
+use nightcrier::incident::{RunOutcome, RunStatus};
 use nightcrier::simulate::FaultSpec;
 use nightcrier::store::{Budget, BudgetPolicy, ClaimLimits, Store};
 use support::{hwm_kib, pg::Postgres, rss_kib, Args, Db, Pipeline, PipelineSpec};
@@ -292,7 +292,7 @@ async fn drain(store: &Store) -> (usize, f64) {
             .await
             .expect("usage");
         let done = RunOutcome {
-            status: IncidentStatus::Succeeded,
+            status: RunStatus::Succeeded,
             reason: None,
             exit_code: Some(0),
         };

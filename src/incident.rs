@@ -140,10 +140,67 @@ pub struct FaultOccurrence {
 /// How one agent run ended, as the consumer reports it to the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunOutcome {
-    /// One of succeeded, failed, timed_out (pending is for [`crate::store::Store::requeue`]).
-    pub status: IncidentStatus,
+    pub status: RunStatus,
     pub reason: Option<String>,
     pub exit_code: Option<i32>,
+}
+
+/// How an agent run can end by itself, and so the statuses [`crate::store::Store::complete`]
+/// can give its incident. (A run taken away from its agent ends through
+/// [`crate::store::Store::requeue`], the rescuer or a cancel instead.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+    TimedOut,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        IncidentStatus::from(self).as_str()
+    }
+}
+
+impl From<RunStatus> for IncidentStatus {
+    fn from(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Succeeded => IncidentStatus::Succeeded,
+            RunStatus::Failed => IncidentStatus::Failed,
+            RunStatus::TimedOut => IncidentStatus::TimedOut,
+        }
+    }
+}
+
+/// A run's status compares equal to the incident status it ends in.
+impl PartialEq<IncidentStatus> for RunStatus {
+    fn eq(&self, other: &IncidentStatus) -> bool {
+        IncidentStatus::from(*self) == *other
+    }
+}
+
+/// An incident status no agent run can end with (pending, running, cancelled...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an agent run cannot end as {0}: expected succeeded, failed or timed_out")]
+pub struct NotARunStatus(pub IncidentStatus);
+
+impl TryFrom<IncidentStatus> for RunStatus {
+    type Error = NotARunStatus;
+
+    fn try_from(status: IncidentStatus) -> Result<Self, NotARunStatus> {
+        match status {
+            IncidentStatus::Succeeded => Ok(RunStatus::Succeeded),
+            IncidentStatus::Failed => Ok(RunStatus::Failed),
+            IncidentStatus::TimedOut => Ok(RunStatus::TimedOut),
+            other => Err(NotARunStatus(other)),
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One attempt at running the agent for an incident.
@@ -292,5 +349,21 @@ mod tests {
         }
         assert_eq!(ConnectionPhase::BackingOff.as_str(), "backing_off");
         assert!("backing off".parse::<ConnectionPhase>().is_err());
+    }
+
+    #[test]
+    fn run_status_refuses_incident_only_statuses() {
+        for status in [
+            IncidentStatus::Succeeded,
+            IncidentStatus::Failed,
+            IncidentStatus::TimedOut,
+        ] {
+            let run = RunStatus::try_from(status).unwrap();
+            assert_eq!(IncidentStatus::from(run), status);
+            assert_eq!(run.as_str(), status.as_str());
+        }
+        let err = RunStatus::try_from(IncidentStatus::Pending).unwrap_err();
+        assert!(err.to_string().contains("pending"), "{err}");
+        assert!(RunStatus::try_from(IncidentStatus::Cancelled).is_err());
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Utc;
-use nightcrier::incident::{short_id, IncidentStatus, RunOutcome};
+use nightcrier::incident::{short_id, IncidentStatus, RunOutcome, RunStatus};
 use nightcrier::store::ClaimLimits;
 
 use dashboard_support::webdriver::Driver;
@@ -51,7 +51,7 @@ async fn seed(s: &Server, n: usize, failed: usize) -> Vec<uuid::Uuid> {
     for _ in 0..failed {
         let c = s.store.claim("test-worker", LIMITS).await.unwrap().unwrap();
         let outcome = RunOutcome {
-            status: IncidentStatus::Failed,
+            status: RunStatus::Failed,
             reason: Some("agent exited with status 2".into()),
             exit_code: Some(2),
         };
@@ -270,7 +270,7 @@ async fn browser_shows_the_agent_log_live_without_gaps_or_repeats() {
     append_log(&s.root, id, "## Root cause\n");
     expected.push_str("## Root cause\n");
     let ok = RunOutcome {
-        status: IncidentStatus::Succeeded,
+        status: RunStatus::Succeeded,
         reason: None,
         exit_code: Some(0),
     };
@@ -523,13 +523,13 @@ async fn browser_screenshots_of_the_main_pages() {
         s.store.set_run_usage(id, c.attempt, &usage).await.unwrap();
         let outcome = if failed {
             RunOutcome {
-                status: IncidentStatus::Failed,
+                status: RunStatus::Failed,
                 reason: Some("agent exited with status 1 and wrote no report".into()),
                 exit_code: Some(1),
             }
         } else {
             RunOutcome {
-                status: IncidentStatus::Succeeded,
+                status: RunStatus::Succeeded,
                 reason: None,
                 exit_code: Some(0),
             }
@@ -829,7 +829,7 @@ async fn pages_are_strict_and_the_log_stream_resumes_at_the_byte() {
 
     // The finished incident's stream ends with its status.
     let ok = RunOutcome {
-        status: IncidentStatus::Succeeded,
+        status: RunStatus::Succeeded,
         reason: None,
         exit_code: Some(0),
     };

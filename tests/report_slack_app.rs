@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nightcrier::agent::Workspace;
 use nightcrier::config::SlackConfig;
-use nightcrier::incident::{Incident, IncidentStatus, RunOutcome};
+use nightcrier::incident::{Incident, IncidentStatus, RunOutcome, RunStatus};
 use nightcrier::report::blocks::{self, RunFacts};
 use nightcrier::report::{Links, Reporter, ReporterSettings, RetryPolicy, SlackApp, Summary};
 use nightcrier::store::Store;
@@ -83,7 +83,7 @@ async fn finish(
         std::fs::write(ws.report_file(), md).unwrap();
     }
     let outcome = RunOutcome {
-        status,
+        status: status.try_into().expect("a status a run can end with"),
         reason: reason.map(str::to_string),
         exit_code: Some(0),
     };
@@ -136,7 +136,7 @@ async fn one_parent_updated_in_place_with_replies_in_order() {
     ws.prepare().unwrap();
     std::fs::write(ws.report_file(), fixture("crashloop_sections.md")).unwrap();
     let outcome = RunOutcome {
-        status: IncidentStatus::Succeeded,
+        status: RunStatus::Succeeded,
         reason: None,
         exit_code: Some(0),
     };
@@ -456,7 +456,7 @@ async fn two_processes_on_one_postgres_post_one_parent() {
         )
         .unwrap();
         let outcome = RunOutcome {
-            status: IncidentStatus::Succeeded,
+            status: RunStatus::Succeeded,
             reason: None,
             exit_code: Some(0),
         };

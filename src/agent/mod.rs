@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use std::collections::BTreeMap;
 
 use crate::config::{AgentConfig, AgentPreset, ClusterConfig, Config, Secret};
-use crate::incident::{AgentRun, FaultOccurrence, Incident, IncidentStatus, RunOutcome};
+use crate::incident::{AgentRun, FaultOccurrence, Incident, RunOutcome, RunStatus};
 
 pub use container::{container_name, runtime_binary};
 pub use error::AgentError;
@@ -115,6 +115,9 @@ pub struct RunReport {
     /// What the agent's CLI reported about its tokens and cost (unknown when it did not run or
     /// printed nothing recognisable).
     pub usage: crate::accounting::RunUsage,
+    /// The agent could not be started for lack of a resource (descriptors, memory, disk): the
+    /// worker gives the incident back (requeue with `outcome.reason`) instead of completing it.
+    pub retry_later: bool,
 }
 
 /// Paths in the configuration are relative to nightcrier's working directory; the agent runs
@@ -361,6 +364,7 @@ impl AgentRunner {
             pid: None,
             interrupted: false,
             usage: crate::accounting::RunUsage::default(),
+            retry_later: false,
         };
         let evidence = self.gather_evidence(&ws, incident, &cancel).await;
         let context = RunContext {
@@ -370,7 +374,7 @@ impl AgentRunner {
         let (invocation, stdin, log) =
             match self.prepare(&ws, agent, incident, occurrences, attempt, context) {
                 Ok(prepared) => prepared,
-                Err(e) => return finish(report, failed_or_later(&e), started, incident),
+                Err(e) => return not_started(report, &e, started, incident),
             };
         if cancel.is_cancelled() {
             report.interrupted = true;
@@ -389,7 +393,7 @@ impl AgentRunner {
             Ok(child) => child,
             Err(e) => {
                 capture.finish(incident).await;
-                return finish(report, failed_or_later(&e), started, incident);
+                return not_started(report, &e, started, incident);
             }
         };
         report.pid = child.id();
@@ -668,7 +672,7 @@ struct RunContext<'a> {
 
 fn failed(reason: String) -> RunOutcome {
     RunOutcome {
-        status: IncidentStatus::Failed,
+        status: RunStatus::Failed,
         reason: Some(reason),
         exit_code: None,
     }
@@ -677,18 +681,22 @@ fn failed(reason: String) -> RunOutcome {
 /// Prefix of the reason of a run that could not start for lack of a resource.
 pub const REASON_RESOURCES: &str = "resources exhausted, will retry";
 
-/// `failed` for an error of the run itself; `pending` (give the incident back, the worker
-/// requeues it) when the machine ran out of descriptors, memory or disk while preparing it.
-fn failed_or_later(e: &AgentError) -> RunOutcome {
-    if e.is_resource_exhausted() {
-        RunOutcome {
-            status: IncidentStatus::Pending,
-            reason: Some(format!("{REASON_RESOURCES}: {e}")),
-            exit_code: None,
-        }
+/// Ends a run whose agent could not be started: `failed` for an error of the run itself; given
+/// back ([`RunReport::retry_later`], the worker requeues it) when the machine ran out of
+/// descriptors, memory or disk while preparing it.
+fn not_started(
+    mut report: RunReport,
+    e: &AgentError,
+    started: Instant,
+    incident: &Incident,
+) -> RunReport {
+    report.retry_later = e.is_resource_exhausted();
+    let outcome = if report.retry_later {
+        failed(format!("{REASON_RESOURCES}: {e}"))
     } else {
         failed(e.to_string())
-    }
+    };
+    finish(report, outcome, started, incident)
 }
 
 /// Metrics (`nightcrier_agent_run*`) are the worker's: it knows what it records for a run.

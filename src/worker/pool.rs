@@ -18,7 +18,7 @@ use super::run::{execute, format_duration, with_retry, RunDeps, RunEnd, SHUTDOWN
 use super::runner::IncidentRunner;
 use super::settings::PoolSettings;
 use super::wakeup::Wakeup;
-use crate::incident::{IncidentStatus, RunOutcome};
+use crate::incident::{RunOutcome, RunStatus};
 use crate::store::{Claimed, Store, StoreError};
 use crate::supervise::supervise;
 use crate::telemetry::{names, RateLimited};
@@ -189,7 +189,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
         let message = crate::supervise::panic_message(payload.as_ref());
         error!(incident_id = %info.incident_id, cluster = %info.cluster, panic = %message, "run panicked");
         let outcome = RunOutcome {
-            status: IncidentStatus::Failed,
+            status: RunStatus::Failed,
             reason: Some(format!("panic: {message}")),
             exit_code: None,
         };

@@ -148,7 +148,7 @@ pub async fn finished(
     }
     std::fs::write(ws.log_file(), "agent started\nagent done\n").unwrap();
     let outcome = RunOutcome {
-        status,
+        status: status.try_into().expect("a status a run can end with"),
         reason: reason.map(str::to_string),
         exit_code: Some(0),
     };

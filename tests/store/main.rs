@@ -31,7 +31,7 @@ pub const WIDE: ClaimLimits = ClaimLimits {
 
 pub fn outcome(status: IncidentStatus) -> RunOutcome {
     RunOutcome {
-        status,
+        status: status.try_into().expect("a status a run can end with"),
         reason: (status != IncidentStatus::Succeeded).then(|| format!("agent {status}")),
         exit_code: Some(if status == IncidentStatus::Succeeded {
             0

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use nightcrier::agent::RunReport;
 use nightcrier::fault::{fault_id, Fault, ReceivedFault, ResourceRef};
-use nightcrier::incident::{AgentRun, FaultOccurrence, Incident, IncidentStatus, RunOutcome};
+use nightcrier::incident::{AgentRun, FaultOccurrence, Incident, RunOutcome, RunStatus};
 use nightcrier::store::{Store, StoreOptions};
 use nightcrier::worker::{IncidentRunner, PoolSettings};
 use tokio::sync::watch;
@@ -190,7 +190,7 @@ impl FakeRunner {
     }
 }
 
-fn report(status: IncidentStatus, reason: Option<&str>, exit: Option<i32>) -> RunReport {
+fn report(status: RunStatus, reason: Option<&str>, exit: Option<i32>) -> RunReport {
     let interrupted = reason == Some("interrupted");
     RunReport {
         outcome: RunOutcome {
@@ -204,6 +204,7 @@ fn report(status: IncidentStatus, reason: Option<&str>, exit: Option<i32>) -> Ru
         pid: None,
         interrupted,
         usage: Default::default(),
+        retry_later: false,
     }
 }
 
@@ -233,12 +234,12 @@ impl IncidentRunner for FakeRunner {
         let act = (self.plan)(incident);
         let (report, cancelled) = match act {
             Act::Succeed(d) => tokio::select! {
-                _ = tokio::time::sleep(d) => (report(IncidentStatus::Succeeded, None, Some(0)), false),
-                _ = cancel.cancelled() => (report(IncidentStatus::Failed, Some("interrupted"), None), true),
+                _ = tokio::time::sleep(d) => (report(RunStatus::Succeeded, None, Some(0)), false),
+                _ = cancel.cancelled() => (report(RunStatus::Failed, Some("interrupted"), None), true),
             },
             Act::Exit(code) => (
                 report(
-                    IncidentStatus::Failed,
+                    RunStatus::Failed,
                     Some(&format!("exit code {code}")),
                     Some(code),
                 ),
@@ -247,14 +248,11 @@ impl IncidentRunner for FakeRunner {
             Act::Panic(msg) => panic!("{msg}"),
             Act::UntilCancelled => {
                 cancel.cancelled().await;
-                (
-                    report(IncidentStatus::Failed, Some("interrupted"), None),
-                    true,
-                )
+                (report(RunStatus::Failed, Some("interrupted"), None), true)
             }
             Act::UntilReleased => tokio::select! {
-                _ = self.release.cancelled() => (report(IncidentStatus::Succeeded, None, Some(0)), false),
-                _ = cancel.cancelled() => (report(IncidentStatus::Failed, Some("interrupted"), None), true),
+                _ = self.release.cancelled() => (report(RunStatus::Succeeded, None, Some(0)), false),
+                _ = cancel.cancelled() => (report(RunStatus::Failed, Some("interrupted"), None), true),
             },
         };
         let mut spans = self.spans.lock().unwrap();
