@@ -2,7 +2,7 @@
 //! child process, real log file) prints Codex-shaped `exec --json` events among stderr noise;
 //! the tokens are priced from the configured table.
 
-mod agent_support;
+use crate::support::agent as agent_support;
 
 use std::fs;
 

@@ -8,7 +8,7 @@
 //! `target/test-tools` (the test runs it when the CLI is missing), or point
 //! `NIGHTCRIER_TEST_CLAUDE_BIN` at a `claude` binary.
 
-mod agent_support;
+use crate::support::agent as agent_support;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

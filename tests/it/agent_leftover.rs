@@ -2,7 +2,7 @@
 //! signal) but a grandchild may survive; `kill_leftover_group` finds that group by its pid,
 //! verifies the run's marker and kills it. A group without the marker is left alone.
 
-mod agent_support;
+use crate::support::agent as agent_support;
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! writes 20 MB as fast as it can; the log keeps the head and the tail within
 //! `agent.max_log_bytes` and says how much was cut.
 
-mod agent_support;
+use crate::support::agent as agent_support;
 
 use std::fs;
 

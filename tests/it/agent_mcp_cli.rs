@@ -17,7 +17,7 @@
 //! `target/test-tools` (a test runs it when its CLI is missing), or point
 //! `NIGHTCRIER_TEST_{CLAUDE,CODEX,GEMINI}_BIN` at a binary.
 
-mod agent_support;
+use crate::support::agent as agent_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! answers) and misbehaves on demand (a tool that hangs, one that answers 1 MB, a server that is
 //! down). Checks the filter, the refusals, the bounds, the record and the token.
 
-mod agent_support;
+use crate::support::agent as agent_support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The permission preflight against a scripted kubectl (answers yes / no / error like the real
 //! one), the real kubectl with no reachable cluster, and no kubectl at all.
 
-mod agent_support;
+use crate::support::agent as agent_support;
 
 use std::fs;
 use std::path::Path;

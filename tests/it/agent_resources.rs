@@ -2,7 +2,7 @@
 //! descriptors is given back (`pending`), not failed for good. Alone in its test program: it
 //! lowers RLIMIT_NOFILE of the whole test process for a moment.
 
-mod agent_support;
+use crate::support::agent as agent_support;
 
 use agent_support::*;
 use nightcrier::agent::{AgentRunner, REASON_RESOURCES};

@@ -1,7 +1,7 @@
 //! One run of a stub agent (a shell script, `preset: command`) per outcome: real child
 //! processes, real files, real signals.
 
-mod agent_support;
+use crate::support::agent as agent_support;
 
 use std::collections::BTreeMap;
 use std::fs;

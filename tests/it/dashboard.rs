@@ -2,8 +2,8 @@
 //! headless Chromium (Debian's `chromium` and `chromium-driver`) over WebDriver for what a person
 //! sees; plain HTTP for the protocol details (SSE resume, CSRF, auth).
 
-mod common;
-mod dashboard_support;
+use crate::support::common;
+use crate::support::dashboard as dashboard_support;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The operator's commands through the real binary, against a live `nightcrier run`: `tail`,
 //! `incidents list/show/retry/cancel`, and `demo`.
 
-mod e2e_support;
+use crate::support::e2e as e2e_support;
 
 use std::collections::HashSet;
 

@@ -3,7 +3,7 @@
 //! the third incident stays pending with the reason. `costs`, `status`, `incidents list/show`
 //! and `/metrics` show the spend.
 
-mod e2e_support;
+use crate::support::e2e as e2e_support;
 
 use std::time::Duration;
 

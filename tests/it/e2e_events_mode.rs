@@ -4,7 +4,7 @@
 //! cluster's `environment` and `labels` reach the agent's prompt, its `incident.json` and
 //! `incidents show`.
 
-mod e2e_support;
+use crate::support::e2e as e2e_support;
 
 use e2e_support::*;
 use nightcrier::fault::ResourceRef;

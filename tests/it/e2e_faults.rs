@@ -4,8 +4,8 @@
 //! UTF-8, a frame that never ends). Each time the process stays up and bounded, loses nothing it
 //! was handed, and returns to its baseline of tasks and connections.
 
-mod common;
-mod e2e_support;
+use crate::support::common;
+use crate::support::e2e as e2e_support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

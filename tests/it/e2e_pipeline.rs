@@ -2,7 +2,7 @@
 //! run to `succeeded`; the system log says so and carries no agent output; `/metrics`,
 //! `/healthz`, `/readyz` and `status` describe a live run from the outside.
 
-mod e2e_support;
+use crate::support::e2e as e2e_support;
 
 use std::collections::HashSet;
 

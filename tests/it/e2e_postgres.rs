@@ -3,8 +3,8 @@
 //! (checked from the stubs' own start/end times and from the `agent_runs` rows), all 30 finish,
 //! and when one process is killed mid-run the other rescues its leases.
 
-mod common;
-mod e2e_support;
+use crate::support::common;
+use crate::support::e2e as e2e_support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

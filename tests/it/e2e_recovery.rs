@@ -2,7 +2,7 @@
 //! leaves no agent behind once restarted; SIGTERM stops claiming, lets a running agent finish
 //! within `worker.shutdown_grace`, or terminates and requeues it when the grace is short.
 
-mod e2e_support;
+use crate::support::e2e as e2e_support;
 
 use std::collections::HashSet;
 use std::time::Duration;

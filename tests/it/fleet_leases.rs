@@ -2,7 +2,7 @@
 //! the heartbeat, taken over with a new epoch after they expire, released on hand-over; a fault
 //! write fenced with a stale epoch fails; SQLite refuses fleet calls and records as before.
 
-mod common;
+use crate::support::common;
 
 use std::time::{Duration, Instant};
 

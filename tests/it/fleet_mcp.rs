@@ -2,7 +2,7 @@
 //! a cluster that leaves the held set has its session stopped (and DELETEd) at once while the
 //! others keep theirs.
 
-mod mcp_support;
+use crate::support::mcp as mcp_support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

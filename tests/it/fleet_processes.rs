@@ -4,10 +4,9 @@
 //! when their leases expire, a terminated one hands them over, a new one takes its share, a
 //! drained one gives all of its clusters away; agent limits hold throughout.
 
-mod common;
-#[path = "worker_support/stub.rs"]
-mod stub;
-mod worker_support;
+use crate::support::common;
+use crate::support::stub;
+use crate::support::worker as worker_support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! `config check`), its database refused and then imported, its `/health/clusters` shape.
 //! Everything runs the real binary, real SQLite files and real HTTP on loopback.
 
-mod common;
+use crate::support::common;
 
 use common::gosqlite::{go_database, GO_INCIDENTS};
 

@@ -2,8 +2,8 @@
 //! "database edge cases" (items 9-12 and 14-17): a hostile fault source, a hostile MCP server and
 //! hostile HTTP clients against the real binary or real components on loopback.
 
-mod common;
-mod e2e_support;
+use crate::support::common;
+use crate::support::e2e as e2e_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -2,8 +2,8 @@
 //! huge reports or processes that leave its group gets nowhere. Real agent scripts, real files,
 //! the real reporter, HTTP router and binary.
 
-mod agent_support;
-mod report_support;
+use crate::support::agent as agent_support;
+use crate::support::report as report_support;
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};

@@ -1,8 +1,8 @@
 //! The HTTP endpoint over real loopback TCP: liveness, readiness (database and ingest), and
 //! `/metrics` in Prometheus text format counting what this process did.
 
-mod common;
-mod ingest_support;
+use crate::support::common;
+use crate::support::ingest as ingest_support;
 
 use std::time::Duration;
 

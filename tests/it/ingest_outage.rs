@@ -2,8 +2,8 @@
 //! Below the buffer bound nothing is lost and everything lands in arrival order; above it
 //! exactly the overflow (the newest faults) is dropped. Health goes degraded and back.
 
-mod common;
-mod ingest_support;
+use crate::support::common;
+use crate::support::ingest as ingest_support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! clusters, the exact buffer bound, faults the database rejects, connection states, and the
 //! drain on shutdown.
 
-mod common;
-mod ingest_support;
+use crate::support::common;
+use crate::support::ingest as ingest_support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! mapping, resolved alerts, Grafana's variant, bad and oversized bodies, unknown clusters, and
 //! the 503 answer while PostgreSQL is down.
 
-mod common;
+use crate::support::common;
 
 use std::path::Path;
 

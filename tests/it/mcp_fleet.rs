@@ -1,7 +1,7 @@
 //! Many clusters in one process: one supervisor each, one shared connection pool, and a panic in
 //! one supervisor that touches no other.
 
-mod mcp_support;
+use crate::support::mcp as mcp_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

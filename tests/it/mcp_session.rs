@@ -1,7 +1,7 @@
 //! One MCP session against the simulator over real loopback HTTP: the handshake as the server
 //! sees it, requests, replies as SSE or JSON, the server's errors and limits.
 
-mod mcp_support;
+use crate::support::mcp as mcp_support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The simulator as a fault source on its own: the generator's rate, its distinct faults and
 //! their periodic re-emission with the same faultId, received through the real supervisor.
 
-mod mcp_support;
+use crate::support::mcp as mcp_support;
 
 use std::collections::HashMap;
 use std::sync::Arc;

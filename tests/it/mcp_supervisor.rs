@@ -1,7 +1,7 @@
 //! The per-cluster supervisor against the simulator over real loopback HTTP: faults handed off
 //! in order, and every kind of session loss answered by a brand-new session and subscription.
 
-mod mcp_support;
+use crate::support::mcp as mcp_support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The incident pages through the real router on loopback: content, content types, and path
 //! traversal attempts (sent as raw HTTP so no client normalises them first).
 
-mod report_support;
+use crate::support::report as report_support;
 
 use std::path::Path;
 

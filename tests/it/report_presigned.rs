@@ -7,7 +7,7 @@
 //! "Request has expired") a URL past `X-Amz-Date + X-Amz-Expires`. Other requests (the uploads,
 //! signed in headers) pass through to moto unchanged.
 
-mod report_support;
+use crate::support::report as report_support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! `Retry-After`, 5xx retries, permanent failures, the failure breaker, and the webhook URL kept
 //! out of errors and logs.
 
-mod report_support;
+use crate::support::report as report_support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -4,8 +4,8 @@
 //! retried, permanent errors not retried, and the Block Kit of a long report within Slack's
 //! limits block by block.
 
-mod report_support;
-mod slack_support;
+use crate::support::report as report_support;
+use crate::support::slack as slack_support;
 
 use std::time::Duration;
 

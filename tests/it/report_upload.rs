@@ -1,7 +1,7 @@
 //! Artifact uploads through `object_store` (in-memory and local-filesystem stores, and a real
 //! S3-compatible server for expiring links).
 
-mod report_support;
+use crate::support::report as report_support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

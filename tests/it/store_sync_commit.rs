@@ -2,7 +2,7 @@
 //! each setting (every fault is recorded and dedup holds, the setting changes only when the
 //! commit returns).
 
-mod common;
+use crate::support::common;
 
 use nightcrier::config::{from_str_with_env, SynchronousCommit};
 use nightcrier::incident::IncidentStatus;

@@ -1,9 +1,8 @@
 //! The pool with the real agent runner: stub agents are small shell scripts run as real child
 //! processes in their own process groups, against a real SQLite file.
 
-#[path = "worker_support/stub.rs"]
-mod stub;
-mod worker_support;
+use crate::support::stub;
+use crate::support::worker as worker_support;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Stdio;

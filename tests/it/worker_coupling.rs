@@ -1,7 +1,7 @@
 //! Loose coupling between the halves: the producer's real ingest writer keeps recording while
 //! the consumer's runs panic, and the pool keeps running what the writer records.
 
-mod worker_support;
+use crate::support::worker as worker_support;
 
 use std::time::Duration;
 

@@ -1,8 +1,8 @@
 //! The pool with runners the tests control, on a real SQLite file and a real PostgreSQL server
 //! (each test runs as `sqlite::name` and `postgres::name`).
 
-mod common;
-mod worker_support;
+use crate::support::common;
+use crate::support::worker as worker_support;
 
 use std::collections::HashSet;
 use std::time::Duration;

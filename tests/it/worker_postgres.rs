@@ -1,10 +1,9 @@
 //! Several nightcrier consumers sharing one PostgreSQL database: each pool has its own
 //! connection pool (its own `Store`), as separate processes would.
 
-mod common;
-#[path = "worker_support/stub.rs"]
-mod stub;
-mod worker_support;
+use crate::support::common;
+use crate::support::stub;
+use crate::support::worker as worker_support;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,10 +1,9 @@
 //! The consumer as separate `nightcrier run` processes (the real binary): two of them sharing one
 //! PostgreSQL, and a crash (SIGKILL) followed by a restart that cleans up after it.
 
-mod common;
-#[path = "worker_support/stub.rs"]
-mod stub;
-mod worker_support;
+use crate::support::common;
+use crate::support::stub;
+use crate::support::worker as worker_support;
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -5,8 +5,8 @@
 use nightcrier::incident::IncidentStatus;
 use nightcrier::store::{ListFilter, Store, StoreError};
 
-use crate::common::gosqlite::{fixture, go_database, GO_INCIDENTS};
-use crate::common::{store_options, TestDb};
+use crate::support::common::gosqlite::{fixture, go_database, GO_INCIDENTS};
+use crate::support::common::{store_options, TestDb};
 
 crate::store_conformance!(
     a_database_with_the_go_tables_is_refused,
@@ -66,7 +66,7 @@ async fn go_incidents_are_imported_once_and_not_reported_again(db: &TestDb) {
     // Reported by the Go program already: nothing is sent to Slack again.
     assert!(store.unreported_finished(10).await.unwrap().is_empty());
     // Not pending: nothing is re-run.
-    assert!(store.claim("w", crate::WIDE).await.unwrap().is_none());
+    assert!(store.claim("w", super::WIDE).await.unwrap().is_none());
     let runs = store.agent_runs(all[0].id).await.unwrap();
     assert!(runs.len() <= 1);
 }

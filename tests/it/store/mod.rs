@@ -1,9 +1,6 @@
 //! The store's conformance suite: every scenario runs against SQLite and PostgreSQL
 //! (`sqlite::<name>` and `postgres::<name>`), plus backend-specific checks.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod budgets;
 mod concurrency;
 mod conformance;

@@ -6,7 +6,7 @@ use chrono::Utc;
 use nightcrier::incident::IncidentStatus;
 use nightcrier::store::{SlackProgress, StoreError};
 
-use crate::common::{fault, TestDb};
+use crate::support::common::{fault, TestDb};
 
 crate::store_conformance!(
     one_claim_per_incident_and_the_ts_is_set_once_by_its_owner,
@@ -107,7 +107,7 @@ async fn progress_only_moves_forward_and_drives_followups(db: &TestDb) {
     assert_eq!(t.posted_status.as_deref(), Some("pending"));
     // The run starts: the parent's status is behind.
     store
-        .claim("w", crate::WIDE)
+        .claim("w", super::WIDE)
         .await
         .unwrap()
         .expect("pending");

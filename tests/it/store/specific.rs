@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nightcrier::store::{Store, StoreError};
 
-use crate::common::{fault, store_options, TestDb};
+use crate::support::common::{fault, store_options, TestDb};
 
 #[tokio::test]
 async fn an_unknown_scheme_is_named_and_no_password_is_shown() {
@@ -115,7 +115,7 @@ async fn a_stopped_postgres_is_unavailable_and_the_store_recovers() {
         .await
         .unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
-    let err = store.claim("w", crate::WIDE).await.unwrap_err();
+    let err = store.claim("w", super::WIDE).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
 
     server.start_again_async().await;
@@ -162,7 +162,7 @@ async fn postgres_notifies_other_processes_of_new_pending_incidents() {
     }
     waiter.await.unwrap();
     // The wake-up came through PostgreSQL: the dispatcher's handle recorded nothing itself.
-    assert!(dispatcher.claim("w", crate::WIDE).await.unwrap().is_some());
+    assert!(dispatcher.claim("w", super::WIDE).await.unwrap().is_some());
     dispatcher.close().await;
     writer.close().await;
 }

@@ -1,7 +1,7 @@
 //! The dashboard's end-to-end rig: a real server on loopback over a real SQLite store and
 //! workspace root, and a real headless Chromium driven over WebDriver.
 
-pub mod webdriver;
+pub use super::webdriver;
 
 use std::path::{Path, PathBuf};
 
@@ -38,7 +38,7 @@ pub async fn server_with(
     clusters: Vec<nightcrier::config::ClusterConfig>,
 ) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store = crate::common::sqlite_store(dir.path()).await;
+    let store = crate::support::common::sqlite_store(dir.path()).await;
     let root = dir.path().join("workspaces");
     std::fs::create_dir_all(&root).unwrap();
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()

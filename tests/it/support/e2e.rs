@@ -9,8 +9,7 @@
 //! - [`agent_processes`]: live processes carrying the agent marker of given incidents.
 #![allow(dead_code)]
 
-#[path = "../ingest_support/prom.rs"]
-pub mod prom;
+pub use super::prom;
 
 use std::collections::HashSet;
 use std::future::Future;

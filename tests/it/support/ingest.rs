@@ -2,7 +2,7 @@
 //! order, waiting on conditions, and a Prometheus text-format checker.
 #![allow(dead_code)]
 
-pub mod prom;
+pub use super::prom;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use nightcrier::fault::ReceivedFault;
 use nightcrier::store::{ListFilter, Store};
 
-use crate::common;
+use crate::support::common;
 
 /// A fault of `cluster`/`fault_id` whose context carries `seq`, so the order in which
 /// occurrences were stored can be read back.

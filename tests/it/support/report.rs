@@ -19,8 +19,7 @@ use nightcrier::incident::{Incident, IncidentStatus, RunOutcome};
 use nightcrier::store::{ClaimLimits, Store};
 use tokio::sync::Notify;
 
-#[path = "../common/mod.rs"]
-pub mod common;
+pub use super::common;
 
 /// The secret part of the test webhook URL: it must never show in logs or errors.
 pub const WEBHOOK_SECRET: &str = "T0000/B0000/xoxb-SECRET-TOKEN";

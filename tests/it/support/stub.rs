@@ -14,7 +14,7 @@ use nightcrier::store::Store;
 use nightcrier::worker::{PoolSettings, WorkerPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::worker_support::all_terminal;
+use super::worker::all_terminal;
 
 pub const LONG: Duration = Duration::from_secs(30);
 
@@ -48,7 +48,7 @@ pub struct Rig {
 impl Rig {
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = super::sqlite_store(&dir).await;
+        let store = super::worker::sqlite_store(&dir).await;
         Self::with_store(dir, store)
     }
 

@@ -161,7 +161,7 @@ macro_rules! store_conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let db = $crate::common::TestDb::sqlite();
+                    let db = $crate::support::common::TestDb::sqlite();
                     super::$name(&db).await;
                 }
             )*
@@ -170,7 +170,7 @@ macro_rules! store_conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let db = $crate::common::TestDb::postgres().await;
+                    let db = $crate::support::common::TestDb::postgres().await;
                     super::$name(&db).await;
                 }
             )*
