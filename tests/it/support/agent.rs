@@ -7,11 +7,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use nightcrier::agent::AgentRunner;
-use nightcrier::config::{
-    AgentConfig, AgentPreset, ClusterConfig, Config, McpConfig, TriageConfig,
-};
-use nightcrier::incident::{FaultOccurrence, Incident, IncidentStatus};
-use uuid::Uuid;
+use nightcrier::config::{AgentConfig, AgentPreset, ClusterConfig, Config, TriageConfig};
+use nightcrier::incident::{FaultOccurrence, Incident};
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,18 +32,16 @@ pub fn script_agent(script: &str) -> AgentConfig {
     }
 }
 
+pub use super::common::incident;
+
+/// A cluster whose MCP server is never reached, triage on with `kubeconfig`.
 pub fn cluster(name: &str, kubeconfig: Option<PathBuf>) -> ClusterConfig {
     ClusterConfig {
-        name: name.into(),
-        mcp: McpConfig::new("http://127.0.0.1:1/mcp"),
         triage: TriageConfig {
             enabled: true,
             kubeconfig,
         },
-        agent: None,
-        evidence: Default::default(),
-        environment: None,
-        labels: Default::default(),
+        ..super::common::cluster(name, "http://127.0.0.1:1/mcp")
     }
 }
 
@@ -56,34 +51,6 @@ pub fn config(root: &Path, agent: AgentConfig) -> Config {
         agent,
         clusters: vec![cluster("prod", None)],
         ..Config::default()
-    }
-}
-
-pub fn incident(cluster: &str) -> Incident {
-    let now = Utc::now();
-    Incident {
-        id: Uuid::now_v7(),
-        cluster: cluster.into(),
-        fault_id: "670b5093e8ce7fc6".into(),
-        fault_type: "CrashLoop".into(),
-        severity: "critical".into(),
-        namespace: Some("shop".into()),
-        resource_kind: "Pod".into(),
-        resource_name: "cart-7d9f".into(),
-        resource_uid: "3f0c1a52-6d7e-4b8a-9c1d-2e5f7a9b0c11".into(),
-        context: "Container entered CrashLoopBackOff state, restart count: 3".into(),
-        status: IncidentStatus::Running,
-        failure_reason: None,
-        occurrences: 2,
-        first_seen: now,
-        last_seen: now,
-        created_at: now,
-        started_at: Some(now),
-        finished_at: None,
-        attempt: 1,
-        lease_owner: None,
-        lease_expires_at: None,
-        resolved_at: None,
     }
 }
 
@@ -121,16 +88,9 @@ pub async fn run_once(config: &Config, incident: &Incident) -> nightcrier::agent
         .await
 }
 
-/// Polls `cond` every 10 ms until it holds; panics with `what` after `within`.
+/// [`super::eventually`] for a plain condition.
 pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    super::eventually(what, within, async || cond().then_some(())).await
 }
 
 /// Whether `pid` is a live (non-zombie) process.

@@ -12,7 +12,6 @@
 pub use super::prom;
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,24 +32,8 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_nightcrier")
 }
 
-/// Polls `check` until it returns `Some`, panicking with `what` after `deadline`.
-pub async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+/// Polling with a deadline, under the name these tests know it by.
+pub use super::eventually as wait_until;
 
 /// A simulated cluster whose context is `name`; every emission is delivered (no server dedup).
 pub async fn simulator(name: &str) -> SimHandle {
@@ -251,10 +234,8 @@ impl Rig {
 
     pub async fn store(&self) -> Store {
         Store::connect(StoreOptions {
-            url: self.setup.db_url.clone(),
             max_connections: 4,
-            acquire_timeout: Duration::from_secs(10),
-            dedup_cooldown: Duration::from_secs(30 * 60),
+            ..super::common::store_options(&self.setup.db_url)
         })
         .await
         .expect("opening the store")

@@ -76,14 +76,7 @@ fn seq_of(context: &str) -> usize {
         .unwrap_or_else(|| panic!("not a numbered fault: {context:?}"))
 }
 
-/// Polls `cond` every 20 ms until it holds, panicking after `within`.
+/// [`super::eventually`] for a condition without a value.
 pub async fn wait_until(what: &str, within: Duration, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    super::eventually(what, within, async || cond().await.then_some(())).await
 }

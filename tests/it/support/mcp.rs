@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nightcrier::config::{ClusterConfig, McpConfig, ReconnectConfig, TriageConfig};
+use nightcrier::config::{ClusterConfig, ReconnectConfig};
 use nightcrier::fault::ReceivedFault;
 use nightcrier::incident::ConnectionState;
 use nightcrier::mcp::FaultSink;
@@ -93,19 +93,12 @@ impl FaultSink for CollectingSink {
     }
 }
 
+/// [`super::common::cluster`] with 5-second MCP request and subscribe timeouts.
 pub fn cluster(name: &str, endpoint: &str) -> ClusterConfig {
-    let mut mcp = McpConfig::new(endpoint);
-    mcp.request_timeout = Duration::from_secs(5);
-    mcp.subscribe_timeout = Duration::from_secs(5);
-    ClusterConfig {
-        name: name.into(),
-        mcp,
-        triage: TriageConfig::default(),
-        agent: None,
-        evidence: Default::default(),
-        environment: None,
-        labels: Default::default(),
-    }
+    let mut c = super::common::cluster(name, endpoint);
+    c.mcp.request_timeout = Duration::from_secs(5);
+    c.mcp.subscribe_timeout = Duration::from_secs(5);
+    c
 }
 
 /// Reconnects within tens of milliseconds; pings every `ping`.
@@ -120,16 +113,9 @@ pub fn fast_reconnect(ping: Duration) -> ReconnectConfig {
     }
 }
 
-/// Polls `cond` until it holds, failing after `secs` seconds (for conditions on the simulator).
+/// [`super::eventually`] for a plain condition (on the simulator), failing after `secs` seconds.
 pub async fn eventually(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    super::eventually(what, Duration::from_secs(secs), async || cond().then_some(())).await
 }
 
 pub fn client() -> reqwest::Client {

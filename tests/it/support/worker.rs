@@ -2,65 +2,31 @@
 //! that stand in for the agent where a test needs to control it (panic, block, record).
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use nightcrier::agent::RunReport;
-use nightcrier::fault::{fault_id, Fault, ReceivedFault, ResourceRef};
+use nightcrier::fault::ReceivedFault;
 use nightcrier::incident::{AgentRun, FaultOccurrence, Incident, IncidentStatus, RunOutcome};
-use nightcrier::store::{Store, StoreOptions};
+use nightcrier::store::Store;
 use nightcrier::worker::{IncidentRunner, PoolSettings};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
-    let path = dir.path().join("nightcrier.db");
-    store_at(&format!("sqlite://{}", path.display())).await
+    super::common::sqlite_store(dir.path()).await
 }
 
 pub async fn store_at(url: &str) -> Store {
-    Store::connect(StoreOptions {
-        url: url.to_string(),
-        max_connections: 5,
-        acquire_timeout: Duration::from_secs(10),
-        dedup_cooldown: Duration::from_secs(1800),
-    })
-    .await
-    .expect("store connects")
+    Store::connect(super::common::store_options(url))
+        .await
+        .expect("store connects")
 }
 
-/// A fault of `cluster` about pod `name`; distinct names give distinct incidents.
-pub fn fault(cluster: &str, name: &str) -> ReceivedFault {
-    let uid = format!("uid-{name}");
-    let fault = Fault {
-        subscription_id: "sub-1".into(),
-        cluster: cluster.into(),
-        fault_id: fault_id(cluster, "CrashLoop", &uid, "app"),
-        fault_type: "CrashLoop".into(),
-        severity: "critical".into(),
-        resource: ResourceRef {
-            api_version: "v1".into(),
-            kind: "Pod".into(),
-            name: name.into(),
-            namespace: Some("default".into()),
-            uid,
-        },
-        context: format!("pod {name} restarted 5 times"),
-        timestamp: Utc::now().to_rfc3339(),
-    };
-    let raw = serde_json::to_value(&fault).unwrap();
-    ReceivedFault {
-        cluster: cluster.into(),
-        fault,
-        received_at: Utc::now(),
-        raw,
-        triage_enabled: true,
-    }
-}
+pub use super::common::pod_fault as fault;
 
 /// Records one incident per fault, one transaction each (so creation order is distinct).
 pub async fn record(store: &Store, faults: Vec<ReceivedFault>) -> Vec<Uuid> {
@@ -93,21 +59,7 @@ pub async fn get(store: &Store, id: Uuid) -> Incident {
     store.get(&id.to_string()).await.expect("incident exists")
 }
 
-/// Polls `check` until it returns `Some`, failing the test after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+pub use super::eventually;
 
 /// Waits until every incident in `ids` is terminal; returns them.
 pub async fn all_terminal(store: &Store, ids: &[Uuid], limit: Duration) -> Vec<Incident> {

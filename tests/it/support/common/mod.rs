@@ -6,7 +6,10 @@
 //!   second, independent pool: a second "process").
 //! - [`PgServer`] (in `pg.rs`): a throwaway PostgreSQL server that tests may `stop()` and
 //!   `start_again()`, or the server of `NIGHTCRIER_TEST_POSTGRES_URL`.
-//! - [`fault`] / [`fault_at`]: a `ReceivedFault` shaped like the protocol's reference example.
+//! - [`fault`] / [`fault_at`]: a `ReceivedFault` shaped like the protocol's reference example;
+//!   [`pod_fault`]: one whose faultId is derived like the server's, one incident per pod.
+//! - [`incident`]: a running incident as the store would hand it out; [`cluster`]: a cluster's
+//!   configuration with the defaults.
 //!
 //! There is no silent skip anywhere: without PostgreSQL, PostgreSQL tests panic with the reason.
 #![allow(dead_code)]
@@ -18,7 +21,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use nightcrier::fault::{Fault, ReceivedFault, ResourceRef};
+use nightcrier::config::{ClusterConfig, McpConfig, TriageConfig};
+use nightcrier::fault::{fault_id, Fault, ReceivedFault, ResourceRef};
+use nightcrier::incident::{Incident, IncidentStatus};
 use nightcrier::store::{Store, StoreOptions};
 
 pub use pg::PgServer;
@@ -149,6 +154,62 @@ pub fn fault_at(cluster: &str, fault_id: &str, received_at: DateTime<Utc>) -> Re
         received_at,
         raw,
         triage_enabled: true,
+    }
+}
+
+/// A CrashLoop fault of `cluster` about pod `name`, its faultId derived from the pod's uid as
+/// the server derives it: distinct names give distinct incidents.
+pub fn pod_fault(cluster: &str, name: &str) -> ReceivedFault {
+    let uid = format!("uid-{name}");
+    let mut f = fault(cluster, &fault_id(cluster, "CrashLoop", &uid, "app"));
+    f.fault.subscription_id = "sub-1".into();
+    f.fault.resource.name = name.into();
+    f.fault.resource.uid = uid;
+    f.fault.context = format!("pod {name} restarted 5 times");
+    f.fault.timestamp = Utc::now().to_rfc3339();
+    f.raw = serde_json::to_value(&f.fault).expect("a fault serialises");
+    f
+}
+
+/// An incident of `cluster` in its first run, as a claim hands it out.
+pub fn incident(cluster: &str) -> Incident {
+    let now = Utc::now();
+    Incident {
+        id: uuid::Uuid::now_v7(),
+        cluster: cluster.into(),
+        fault_id: "670b5093e8ce7fc6".into(),
+        fault_type: "CrashLoop".into(),
+        severity: "critical".into(),
+        namespace: Some("shop".into()),
+        resource_kind: "Pod".into(),
+        resource_name: "cart-7d9f".into(),
+        resource_uid: "3f0c1a52-6d7e-4b8a-9c1d-2e5f7a9b0c11".into(),
+        context: "Container entered CrashLoopBackOff state, restart count: 3".into(),
+        status: IncidentStatus::Running,
+        failure_reason: None,
+        occurrences: 2,
+        first_seen: now,
+        last_seen: now,
+        created_at: now,
+        started_at: Some(now),
+        finished_at: None,
+        attempt: 1,
+        lease_owner: None,
+        lease_expires_at: None,
+        resolved_at: None,
+    }
+}
+
+/// The configuration of cluster `name` served by the MCP server at `endpoint`, defaults elsewhere.
+pub fn cluster(name: &str, endpoint: &str) -> ClusterConfig {
+    ClusterConfig {
+        name: name.into(),
+        mcp: McpConfig::new(endpoint),
+        triage: TriageConfig::default(),
+        agent: None,
+        evidence: Default::default(),
+        environment: None,
+        labels: Default::default(),
     }
 }
 

@@ -6,6 +6,11 @@
 //! `NIGHTCRIER_TEST_POSTGRES_URL` is set, that server is used instead: `fresh_database` still
 //! gives each test its own database, but `stop`/`start_again` are unavailable and panic saying so.
 //!
+//! The durability switch ([`Durability`]): tests turn `fsync`, `synchronous_commit` and
+//! `full_page_writes` off (their data dies with them); benchmarks start the server with
+//! [`PgServer::start_durable`], which keeps PostgreSQL's defaults so that their figures are those
+//! of a real server, and use `NIGHTCRIER_BENCH_POSTGRES_URL` for an existing server.
+//!
 //! There is no silent skip: if no server can be had, `start()` panics with the reason (when
 //! `CI=true` the message says so explicitly).
 //!
@@ -23,6 +28,27 @@ use std::time::Duration;
 use sqlx::Connection;
 
 pub const URL_ENV: &str = "NIGHTCRIER_TEST_POSTGRES_URL";
+/// The existing server benchmarks use instead of starting one.
+pub const BENCH_URL_ENV: &str = "NIGHTCRIER_BENCH_POSTGRES_URL";
+
+/// What the server does to make commits survive a crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// `fsync`, `synchronous_commit` and `full_page_writes` off: for tests, fast on any disk.
+    Off,
+    /// PostgreSQL's defaults: for benchmarks, whose figures must be a real server's.
+    Defaults,
+}
+
+impl Durability {
+    /// The variable naming an existing server to use instead of starting one.
+    fn url_env(self) -> &'static str {
+        match self {
+            Durability::Off => URL_ENV,
+            Durability::Defaults => BENCH_URL_ENV,
+        }
+    }
+}
 
 /// A PostgreSQL server for one test process. Stops the server (`-m immediate`) on drop.
 pub struct PgServer {
@@ -44,6 +70,7 @@ struct Owned {
     port: u16,
     /// Run binaries through `runuser -u postgres --` (we are root).
     as_postgres: bool,
+    durability: Durability,
     /// Whether the server should be up (so drop knows to stop it).
     running: Mutex<bool>,
     /// Stops the server if this process dies without dropping us (SIGKILL by a test runner's
@@ -54,28 +81,43 @@ struct Owned {
 static DATABASES: AtomicU32 = AtomicU32::new(0);
 
 impl PgServer {
-    /// A running server, or a panic that says why there is none.
+    /// A running server for a test (durability off), or a panic that says why there is none.
     pub fn start() -> PgServer {
-        match Self::try_start() {
+        Self::start_with(Durability::Off)
+    }
+
+    /// A running server with PostgreSQL's durability defaults, for benchmarks (or the server
+    /// of `NIGHTCRIER_BENCH_POSTGRES_URL`).
+    pub fn start_durable() -> PgServer {
+        Self::start_with(Durability::Defaults)
+    }
+
+    pub fn start_with(durability: Durability) -> PgServer {
+        match Self::try_start_with(durability) {
             Ok(s) => s,
             Err(e) => {
                 let ci = std::env::var("CI").is_ok_and(|v| v == "true");
                 panic!(
                     "PostgreSQL is required by this test and could not be started{}: {e}\n\
-                     Install the PostgreSQL server binaries (initdb, pg_ctl) or set {URL_ENV} \
+                     Install the PostgreSQL server binaries (initdb, pg_ctl) or set {env} \
                      to a server this test may create databases on.",
                     if ci {
                         " (CI=true: failing instead of skipping)"
                     } else {
                         ""
-                    }
+                    },
+                    env = durability.url_env(),
                 )
             }
         }
     }
 
     pub fn try_start() -> Result<PgServer, String> {
-        if let Ok(url) = std::env::var(URL_ENV) {
+        Self::try_start_with(Durability::Off)
+    }
+
+    pub fn try_start_with(durability: Durability) -> Result<PgServer, String> {
+        if let Ok(url) = std::env::var(durability.url_env()) {
             if !url.trim().is_empty() {
                 return Ok(PgServer {
                     kind: Kind::External(url),
@@ -88,7 +130,7 @@ impl PgServer {
         let mut last_err = String::new();
         // The free port can be taken between probing it and the server binding it: try again.
         for _ in 0..3 {
-            match Owned::launch(&bin, &template, as_postgres) {
+            match Owned::launch(&bin, &template, as_postgres, durability) {
                 Ok(o) => {
                     return Ok(PgServer {
                         kind: Kind::Owned(o),
@@ -210,7 +252,12 @@ impl Drop for PgServer {
 }
 
 impl Owned {
-    fn launch(bin: &Path, template: &Path, as_postgres: bool) -> Result<Owned, String> {
+    fn launch(
+        bin: &Path,
+        template: &Path,
+        as_postgres: bool,
+        durability: Durability,
+    ) -> Result<Owned, String> {
         let root = tempfile::Builder::new()
             .prefix("nightcrier-pg-")
             .tempdir()
@@ -234,6 +281,7 @@ impl Owned {
             log,
             port,
             as_postgres,
+            durability,
             running: Mutex::new(false),
             watchdog: Mutex::new(None),
         };
@@ -287,9 +335,15 @@ impl Owned {
     }
 
     fn start_command(&self) -> Command {
+        let settings = match self.durability {
+            Durability::Off => {
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+                 -c max_connections=300 -c shared_buffers=32MB"
+            }
+            Durability::Defaults => "-c max_connections=100",
+        };
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 {settings}",
             self.port,
             self.socket.display()
         );
