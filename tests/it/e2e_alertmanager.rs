@@ -9,7 +9,6 @@
 //! package when it is missing (the test runs it), or point `NIGHTCRIER_TEST_ALERTMANAGER_BIN`
 //! at a binary. Without it the test fails.
 
-use crate::support::common;
 use crate::support::e2e as e2e_support;
 
 use std::collections::HashSet;

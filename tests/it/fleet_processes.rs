@@ -6,7 +6,6 @@
 
 use crate::support::common;
 use crate::support::stub;
-use crate::support::worker as worker_support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,8 +20,6 @@ use nightcrier::store::{ListFilter, Store};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use stub::Rig;
-// `stub` finds it at the crate root.
-use worker_support::sqlite_store;
 
 const CLUSTERS: usize = 30;
 /// The fleet's timing in these tests (`fleet.*`).

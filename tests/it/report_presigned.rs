@@ -7,8 +7,6 @@
 //! "Request has expired") a URL past `X-Amz-Date + X-Amz-Expires`. Other requests (the uploads,
 //! signed in headers) pass through to moto unchanged.
 
-use crate::support::report as report_support;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

@@ -412,7 +412,7 @@ fn check_limits<T: PartialOrd + Copy>(spans: &[(String, T, T)], total: usize, pe
     assert_eq!(max_seen, total, "the pool should use both slots");
 }
 
-store_conformance!(
+crate::store_conformance!(
     dispatch_claims_oldest_first_one_per_cluster,
     a_panic_fails_only_its_incident_and_ingestion_goes_on,
     shutdown_lets_a_run_finish_within_the_grace,

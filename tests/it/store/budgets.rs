@@ -11,8 +11,8 @@ use nightcrier::incident::IncidentStatus;
 use nightcrier::store::{Budget, BudgetPolicy, Store};
 use uuid::Uuid;
 
-use crate::support::common::{fault, TestDb};
 use super::{outcome, WIDE};
+use crate::support::common::{fault, TestDb};
 
 crate::store_conformance!(
     critical_faults_are_claimed_before_older_warnings,

@@ -12,8 +12,8 @@ use nightcrier::incident::IncidentStatus;
 use nightcrier::store::{ClaimLimits, ListFilter, Store};
 use rand::{Rng, SeedableRng};
 
-use crate::support::common::{fault, TestDb};
 use super::outcome;
+use crate::support::common::{fault, TestDb};
 
 crate::store_conformance!(
     claimers_on_four_pools_respect_one_per_cluster_and_four_in_total,

@@ -6,8 +6,8 @@ use chrono::{Duration as Age, Utc};
 use nightcrier::incident::{ConnectionState, IncidentStatus};
 use nightcrier::store::{ListFilter, StoreError};
 
-use crate::support::common::{fault, fault_at, TestDb};
 use super::{outcome, WIDE};
+use crate::support::common::{fault, fault_at, TestDb};
 
 crate::store_conformance!(
     a_new_fault_opens_a_pending_incident_with_its_occurrence,

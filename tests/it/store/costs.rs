@@ -7,8 +7,8 @@ use nightcrier::incident::IncidentStatus;
 use nightcrier::store::{CostGroup, CostKey, Store, StoreError};
 use uuid::Uuid;
 
-use crate::support::common::{fault, TestDb};
 use super::{outcome, WIDE};
+use crate::support::common::{fault, TestDb};
 
 crate::store_conformance!(
     usage_is_recorded_per_attempt_and_read_back,

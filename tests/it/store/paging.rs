@@ -7,8 +7,8 @@ use nightcrier::incident::{short_id, IncidentStatus};
 use nightcrier::store::{Cursor, PageOrder, PageQuery, StoreError};
 use uuid::Uuid;
 
-use crate::support::common::{fault, fault_at, TestDb};
 use super::{outcome, WIDE};
+use crate::support::common::{fault, fault_at, TestDb};
 
 crate::store_conformance!(
     short_ids_resolve_and_ambiguity_is_named,

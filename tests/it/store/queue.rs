@@ -6,8 +6,8 @@ use chrono::Utc;
 use nightcrier::incident::IncidentStatus;
 use nightcrier::store::{ClaimLimits, StoreError};
 
-use crate::support::common::{fault, TestDb};
 use super::{outcome, WIDE};
+use crate::support::common::{fault, TestDb};
 
 crate::store_conformance!(
     claim_takes_the_oldest_eligible_incident_within_both_limits,

@@ -8,8 +8,8 @@ use nightcrier::fault::ReceivedFault;
 use nightcrier::incident::IncidentStatus;
 use nightcrier::store::{ListFilter, Store};
 
-use crate::support::common::{fault_at, TestDb};
 use super::{outcome, WIDE};
+use crate::support::common::{fault_at, TestDb};
 
 crate::store_conformance!(
     two_hundred_pods_of_one_deployment_are_one_investigation,

@@ -5,8 +5,8 @@ use nightcrier::incident::IncidentStatus;
 use nightcrier::store::{Store, StoreError};
 use uuid::Uuid;
 
-use crate::support::common::{fault, TestDb};
 use super::{outcome, WIDE};
+use crate::support::common::{fault, TestDb};
 
 crate::store_conformance!(
     finished_runs_are_unreported_in_finish_order_until_marked,

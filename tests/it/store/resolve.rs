@@ -6,8 +6,8 @@ use chrono::{Duration as Age, Utc};
 use nightcrier::incident::IncidentStatus;
 use nightcrier::store::{Resolution, RESOLVED_RUN_REASON};
 
-use crate::support::common::{fault, TestDb};
 use super::{outcome, WIDE};
+use crate::support::common::{fault, TestDb};
 
 crate::store_conformance!(
     resolving_a_pending_incident_ends_it_without_a_run,

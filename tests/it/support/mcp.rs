@@ -115,7 +115,10 @@ pub fn fast_reconnect(ping: Duration) -> ReconnectConfig {
 
 /// [`super::eventually`] for a plain condition (on the simulator), failing after `secs` seconds.
 pub async fn eventually(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    super::eventually(what, Duration::from_secs(secs), async || cond().then_some(())).await
+    super::eventually(what, Duration::from_secs(secs), async || {
+        cond().then_some(())
+    })
+    .await
 }
 
 pub fn client() -> reqwest::Client {

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use nightcrier::agent::RunReport;
 use nightcrier::fault::ReceivedFault;
 use nightcrier::incident::{AgentRun, FaultOccurrence, Incident, IncidentStatus, RunOutcome};
