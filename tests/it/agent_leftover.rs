@@ -46,7 +46,8 @@ async fn after_a_crash_the_leader_dies_and_restart_kills_the_rest_of_the_group()
     let incident_id = Uuid::now_v7();
     let mut nightcrier = Command::new(std::env::current_exe().unwrap())
         .args([
-            "after_a_crash_the_leader_dies_and_restart_kills_the_rest_of_the_group",
+            // This test's name in the test program (module path without the crate).
+            "agent_leftover::after_a_crash_the_leader_dies_and_restart_kills_the_rest_of_the_group",
             "--exact",
             "--nocapture",
         ])
