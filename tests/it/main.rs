@@ -51,6 +51,7 @@ mod mcp_fleet;
 mod mcp_session;
 mod mcp_simulate;
 mod mcp_supervisor;
+mod pg_harness;
 mod report_config;
 mod report_http;
 mod report_presigned;
