@@ -1,5 +1,5 @@
-//! The stub agent (a shell script run by the real agent runner) and its timeline. Included with
-//! `#[path]` next to `mod worker_support;` by the tests that run real agents.
+//! The stub agent (a shell script run by the real agent runner) and its timeline, for the tests
+//! that run real agents.
 #![allow(dead_code)]
 
 use std::collections::HashSet;

@@ -14,7 +14,8 @@
 //! There is no silent skip: if no server can be had, `start()` panics with the reason (when
 //! `CI=true` the message says so explicitly).
 //!
-//! Self-contained (std + sqlx + tempfile) so that `benches/` can include it with `#[path]`.
+//! Self-contained (std, sqlx, tokio, url, tempfile; no other test module) so that `benches/` can
+//! include it with `#[path]`.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
