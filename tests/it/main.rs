@@ -11,6 +11,9 @@
 //!
 //! nextest runs every test in its own process, so tests that set process-global state
 //! (environment, signal handlers) cannot disturb each other.
+//!
+//! A new test file goes beside this one, with a `mod` line below; a file directly in `tests/`
+//! would be built as a separate program again (another link).
 
 mod support;
 

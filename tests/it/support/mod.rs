@@ -1,9 +1,11 @@
 //! What the integration tests share. One owner per piece:
 //!
 //! - [`common`]: stores on a real SQLite file or a real PostgreSQL server ([`common::TestDb`],
-//!   [`common::PgServer`], which the benchmarks include too), fault builders, the conformance
-//!   macro.
-//! - [`eventually`]: the one way a test waits: polling a condition with a deadline.
+//!   [`common::PgServer`], which the benchmarks include too), the builders of faults,
+//!   incidents, cluster configurations and store options, the conformance macro.
+//! - [`eventually`]: the one way a test waits: polling a condition with a deadline. The area
+//!   modules' `eventually`, `wait_for` and `wait_until` are this one, under the names and
+//!   closure shapes (plain `bool`, seconds) their tests were written with.
 //! - Per area: `agent` (agent configurations and incidents), `worker` and `stub` (pool settings,
 //!   a stub agent), `mcp` (a recording fault sink), `ingest` and `prom` (numbered faults, the
 //!   Prometheus text checker), `e2e` (the real binary as a child process), `report` and `slack`
