@@ -7,7 +7,7 @@
 //! `cargo bench --bench dashboard` (both), `-- sqlite` or `-- postgres` for one,
 //! `--incidents=N` for another count. Prints a table of per-request times.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/support/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -37,7 +37,7 @@ use nightcrier::fault::{fault_id, Fault, ReceivedFault, ResourceRef};
 use nightcrier::incident::{AgentRun, FaultOccurrence, Incident, RunOutcome, RunStatus};
 use nightcrier::store::Store;
 use nightcrier::worker::{IncidentRunner, PoolSettings, WorkerPool};
-use support::{pg::Postgres, Args, Db};
+use support::{pg::PgServer, Args, Db};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -448,7 +448,7 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     rt.block_on(async {
-        let server = postgres.then(Postgres::start);
+        let server = postgres.then(PgServer::start_durable);
         println!(
             "{:<9} {:<7} {:>6} {:>8} {:>10} {:>11} {:>12} {:>12} {:>14}  statuses",
             "backend",

@@ -10,7 +10,7 @@
 //! threads, from /proc/self/stat): on a shared, loaded machine that is the steadier figure for
 //! SQLite, which runs in-process. (PostgreSQL's own CPU is not in it.)
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/support/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
