@@ -164,6 +164,12 @@ pub struct IngestConfig {
     /// On shutdown, how long the writer keeps writing buffered faults before it gives up.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// While the buffer is full, stream readers stop reading (TCP flow control slows the
+    /// server's sending to the writer's pace); once the writer has freed no room for this long
+    /// (the database is down), they read on and drop fault notifications unparsed, counted per
+    /// cluster. `0s`: drop at once, never hold a server.
+    #[serde(with = "humantime_serde")]
+    pub backpressure_timeout: Duration,
 }
 
 impl Default for IngestConfig {
@@ -174,6 +180,7 @@ impl Default for IngestConfig {
             batch_max: 500,
             batch_linger: Duration::from_millis(5),
             drain_timeout: Duration::from_secs(5),
+            backpressure_timeout: Duration::from_secs(1),
         }
     }
 }

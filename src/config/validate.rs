@@ -101,6 +101,14 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
     ck.positive("ingest.buffer_capacity", c.ingest.buffer_capacity as u64);
     ck.positive("ingest.batch_max", c.ingest.batch_max as u64);
     ck.positive("ingest.buffer_bytes", c.ingest.buffer_bytes as u64);
+    if c.ingest.backpressure_timeout > Duration::from_secs(60) {
+        // The server sends synchronously: a paused stream holds its fault detection for every
+        // client, so a database outage must not pause it for long.
+        ck.fail(
+            "ingest.backpressure_timeout",
+            "must be at most 60s (a paused stream holds up the MCP server for every client)",
+        );
+    }
 
     let r = &c.reconnect;
     ck.nonzero("reconnect.initial_backoff", r.initial_backoff);
