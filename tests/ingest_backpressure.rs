@@ -75,7 +75,11 @@ async fn a_full_buffer_pauses_the_stream_and_nothing_is_lost_once_room_returns()
         occurrences(&store).await.get("paused") == Some(&40)
     })
     .await;
-    assert_eq!(tx.dropped(), 0, "nothing that fits once room returns is lost");
+    assert_eq!(
+        tx.dropped(),
+        0,
+        "nothing that fits once room returns is lost"
+    );
     cancel.cancel();
     fleet_task.await.unwrap();
     writer_task.await.unwrap();
@@ -130,7 +134,11 @@ async fn without_a_wait_a_full_buffer_drops_unparsed_counted_per_cluster() {
             .value("nightcrier_events_dropped_total", &[("cluster", name)])
             .unwrap_or(0.0);
         let kept = stored.get(name).copied().unwrap_or(0) as f64;
-        assert_eq!(kept + dropped, 10.0, "{name}: kept {kept}, dropped {dropped}");
+        assert_eq!(
+            kept + dropped,
+            10.0,
+            "{name}: kept {kept}, dropped {dropped}"
+        );
         assert_eq!(
             exp.value("nightcrier_events_received_total", &[("cluster", name)]),
             Some(10.0),

@@ -173,8 +173,9 @@ pub struct Refused {
 }
 
 impl Refused {
-    fn new(fault: ReceivedFault, reason: &'static str) -> Self {
-        Self { fault, reason }
+    /// Boxed: a fault is large, and this is the rare path.
+    fn new(fault: ReceivedFault, reason: &'static str) -> Box<Self> {
+        Box::new(Self { fault, reason })
     }
 }
 
@@ -208,7 +209,7 @@ impl IngestSender {
 
     /// [`IngestSender::offer`] that gives a fault it cannot take back, uncounted, so that a
     /// reader can wait for room and offer it again instead of dropping it.
-    pub fn try_offer(&self, fault: ReceivedFault) -> Result<(), Refused> {
+    pub fn try_offer(&self, fault: ReceivedFault) -> Result<(), Box<Refused>> {
         let fault = fault.bounded();
         let size = fault.size_bytes();
         let shared = &self.shared;

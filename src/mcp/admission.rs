@@ -44,7 +44,7 @@ impl Admission {
         loop {
             match sink.try_offer(fault) {
                 Ok(()) => return,
-                Err(back) => fault = back,
+                Err(back) => fault = *back,
             }
             if !self.ready(sink).await {
                 // Counts the drop (or takes the fault, if room came back just now).

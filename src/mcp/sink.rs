@@ -22,7 +22,8 @@ pub trait FaultSink: Send + Sync + 'static {
     /// Like `offer`, but a fault the sink has no room for comes back, not counted as dropped,
     /// so that the reader can wait for room and offer it again. A sink that never fills keeps
     /// the default.
-    fn try_offer(&self, fault: ReceivedFault) -> Result<(), ReceivedFault> {
+    /// (The fault comes back boxed: it is large, and this is the rare path.)
+    fn try_offer(&self, fault: ReceivedFault) -> Result<(), Box<ReceivedFault>> {
         self.offer(fault);
         Ok(())
     }
@@ -47,8 +48,8 @@ impl FaultSink for IngestSender {
     fn report_state(&self, state: ConnectionState) {
         IngestSender::report_state(self, state)
     }
-    fn try_offer(&self, fault: ReceivedFault) -> Result<(), ReceivedFault> {
-        IngestSender::try_offer(self, fault).map_err(|r| r.fault)
+    fn try_offer(&self, fault: ReceivedFault) -> Result<(), Box<ReceivedFault>> {
+        IngestSender::try_offer(self, fault).map_err(|r| Box::new(r.fault))
     }
     fn has_room(&self) -> bool {
         IngestSender::has_room(self)

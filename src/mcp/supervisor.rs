@@ -316,9 +316,7 @@ impl Supervisor {
             match item {
                 SseItem::Event(ev) if !admitted && sheddable(&ev.data) => self.shed(),
                 SseItem::Event(ev) => match classify(&ev.data) {
-                    Incoming::Fault { fault, raw } => {
-                        self.fault(&mut admission, *fault, raw).await
-                    }
+                    Incoming::Fault { fault, raw } => self.fault(&mut admission, *fault, raw).await,
                     Incoming::SubscriptionError {
                         subscription_id,
                         error,
