@@ -841,3 +841,21 @@ mod fleet_tests {
         assert!(problems.iter().any(|p| p.key == "fleet.heartbeat_interval"));
     }
 }
+
+#[cfg(test)]
+mod ingest_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_backpressure_timeout_over_a_minute_is_named() {
+        let mut c = Config::default();
+        c.ingest.backpressure_timeout = Duration::ZERO;
+        assert!(validate(&c).is_ok(), "0s: drop at once");
+        c.ingest.backpressure_timeout = Duration::from_secs(61);
+        let problems = validate(&c).expect_err("a paused stream holds the server");
+        assert!(problems
+            .iter()
+            .any(|p| p.key == "ingest.backpressure_timeout"));
+    }
+}
