@@ -251,6 +251,19 @@ impl FaultSink for Tap {
     fn report_state(&self, state: ConnectionState) {
         self.sender.report_state(state)
     }
+
+    fn has_room(&self) -> bool {
+        self.sender.has_room()
+    }
+
+    fn wait_for_room(&self) -> futures::future::BoxFuture<'_, bool> {
+        Box::pin(self.sender.wait_for_room())
+    }
+
+    fn shed(&self, cluster: &str) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.sender.shed(cluster)
+    }
 }
 
 /// Simulated servers with `clusters` subscribed clusters spread over them (at most

@@ -101,6 +101,14 @@ pub fn validate(c: &Config) -> Result<Vec<String>, Vec<Problem>> {
     ck.positive("ingest.buffer_capacity", c.ingest.buffer_capacity as u64);
     ck.positive("ingest.batch_max", c.ingest.batch_max as u64);
     ck.positive("ingest.buffer_bytes", c.ingest.buffer_bytes as u64);
+    if c.ingest.backpressure_timeout > Duration::from_secs(60) {
+        // The server sends synchronously: a paused stream holds its fault detection for every
+        // client, so a database outage must not pause it for long.
+        ck.fail(
+            "ingest.backpressure_timeout",
+            "must be at most 60s (a paused stream holds up the MCP server for every client)",
+        );
+    }
 
     let r = &c.reconnect;
     ck.nonzero("reconnect.initial_backoff", r.initial_backoff);
@@ -831,5 +839,23 @@ mod fleet_tests {
         c.fleet.heartbeat_interval = Duration::ZERO;
         let problems = validate(&c).expect_err("a zero heartbeat");
         assert!(problems.iter().any(|p| p.key == "fleet.heartbeat_interval"));
+    }
+}
+
+#[cfg(test)]
+mod ingest_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_backpressure_timeout_over_a_minute_is_named() {
+        let mut c = Config::default();
+        c.ingest.backpressure_timeout = Duration::ZERO;
+        assert!(validate(&c).is_ok(), "0s: drop at once");
+        c.ingest.backpressure_timeout = Duration::from_secs(61);
+        let problems = validate(&c).expect_err("a paused stream holds the server");
+        assert!(problems
+            .iter()
+            .any(|p| p.key == "ingest.backpressure_timeout"));
     }
 }

@@ -2,8 +2,13 @@
 //! writer, and the outage buffer.
 //!
 //! This module owns the hand-off of received faults and connection states to the store. It must
-//! not know about agents, and its sending side must never wait: a reader that waits stalls fault
-//! detection on the server for every client.
+//! not know about agents, and [`IngestSender::offer`] never waits. While the buffer is full a
+//! reader waits *before reading on* ([`IngestSender::wait_for_room`]): TCP flow control then
+//! slows the server to the writer's pace instead of nightcrier parsing events only to drop
+//! them. The wait is bounded because the server sends synchronously (a paused stream holds its
+//! fault detection for every client): once the writer has freed no room for
+//! `ingest.backpressure_timeout` (the database is down), readers read on and drop fault
+//! notifications unparsed ([`IngestSender::shed`]), counted per cluster.
 //!
 //! The buffer is bounded in faults (`buffer_capacity`) and in bytes (`buffer_bytes`, each fault
 //! counted by [`ReceivedFault::size_bytes`] after [`ReceivedFault::bounded`] cut its texts).
@@ -26,8 +31,9 @@ mod writer;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::config::IngestConfig;
 use crate::fault::ReceivedFault;
@@ -49,6 +55,7 @@ pub fn build(
     spill: Option<spill::SpillFile>,
 ) -> (IngestSender, IngestWriter) {
     let (sender, receiver) = channel_bounded(cfg.buffer_capacity, cfg.buffer_bytes);
+    let sender = sender.with_backpressure_timeout(cfg.backpressure_timeout);
     if let Some(file) = &spill {
         spill::reingest(file, &sender);
     }
@@ -79,6 +86,7 @@ pub fn channel_bounded(capacity: usize, max_bytes: usize) -> (IngestSender, Inge
         depth_gauge: metrics::gauge!(names::INGEST_BUFFER_DEPTH),
         states: Mutex::new(HashMap::new()),
         drops: drops::DropLog::new(capacity),
+        room: Notify::new(),
     });
     let inbox = Inbox {
         rx,
@@ -89,6 +97,7 @@ pub fn channel_bounded(capacity: usize, max_bytes: usize) -> (IngestSender, Inge
         IngestSender {
             tx,
             shared: shared.clone(),
+            backpressure_timeout: IngestConfig::default().backpressure_timeout,
         },
         IngestReceiver {
             shared,
@@ -117,6 +126,8 @@ struct Shared {
     /// never across an await, and readers must not wait on the writer.
     states: Mutex<HashMap<String, ConnectionState>>,
     drops: drops::DropLog,
+    /// Woken whenever faults leave the buffer, for readers waiting for room.
+    room: Notify,
 }
 
 impl Shared {
@@ -131,6 +142,13 @@ impl Shared {
         self.bytes.fetch_sub(bytes, Ordering::AcqRel);
         let before = self.depth.fetch_sub(n, Ordering::AcqRel);
         self.depth_gauge.set(before.saturating_sub(n) as f64);
+        self.room.notify_waiters();
+    }
+
+    /// Whether one more fault would be taken now (by count; by bytes, unless it is large).
+    fn has_room(&self) -> bool {
+        self.depth.load(Ordering::Acquire) < self.capacity
+            && self.bytes.load(Ordering::Acquire) < self.max_bytes
     }
 
     fn take_states(&self) -> Vec<ConnectionState> {
@@ -147,11 +165,27 @@ impl Shared {
     }
 }
 
+/// A fault [`IngestSender::try_offer`] did not take (not counted as dropped yet), and why.
+#[derive(Debug)]
+pub struct Refused {
+    pub fault: ReceivedFault,
+    pub reason: &'static str,
+}
+
+impl Refused {
+    /// Boxed: a fault is large, and this is the rare path.
+    fn new(fault: ReceivedFault, reason: &'static str) -> Box<Self> {
+        Box::new(Self { fault, reason })
+    }
+}
+
 /// The readers' side of the channel. Cheap to clone: one per cluster supervisor.
 #[derive(Clone, Debug)]
 pub struct IngestSender {
     tx: mpsc::Sender<ReceivedFault>,
     shared: Arc<Shared>,
+    /// `ingest.backpressure_timeout`: the longest [`IngestSender::wait_for_room`] waits.
+    backpressure_timeout: Duration,
 }
 
 impl IngestSender {
@@ -162,28 +196,38 @@ impl IngestSender {
     /// take the buffer over `ingest.buffer_bytes` is dropped the same way (a fault alone in the
     /// buffer is always taken, so a small setting cannot stop ingestion).
     pub fn offer(&self, fault: ReceivedFault) -> bool {
+        match self.try_offer(fault) {
+            Ok(()) => true,
+            Err(refused) => {
+                self.shared
+                    .drops
+                    .record(&refused.fault.cluster, refused.reason);
+                false
+            }
+        }
+    }
+
+    /// [`IngestSender::offer`] that gives a fault it cannot take back, uncounted, so that a
+    /// reader can wait for room and offer it again instead of dropping it.
+    pub fn try_offer(&self, fault: ReceivedFault) -> Result<(), Box<Refused>> {
         let fault = fault.bounded();
         let size = fault.size_bytes();
         let shared = &self.shared;
         let before = shared.depth.fetch_add(1, Ordering::AcqRel);
         if before >= shared.capacity {
             shared.depth.fetch_sub(1, Ordering::AcqRel);
-            shared.drops.record(&fault.cluster, "ingest buffer full");
-            return false;
+            return Err(Refused::new(fault, "ingest buffer full"));
         }
         let bytes_before = shared.bytes.fetch_add(size, Ordering::AcqRel);
         if bytes_before > 0 && bytes_before + size > shared.max_bytes {
             shared.bytes.fetch_sub(size, Ordering::AcqRel);
             shared.depth.fetch_sub(1, Ordering::AcqRel);
-            shared
-                .drops
-                .record(&fault.cluster, "ingest buffer bytes full");
-            return false;
+            return Err(Refused::new(fault, "ingest buffer bytes full"));
         }
         match self.tx.try_send(fault) {
             Ok(()) => {
                 shared.depth_gauge.set((before + 1) as f64);
-                true
+                Ok(())
             }
             // Full cannot happen while `depth` bounds the channel; Closed means the writer's
             // inbox is gone (process shutting down). Either way the fault is not kept.
@@ -194,10 +238,53 @@ impl IngestSender {
                     mpsc::error::TrySendError::Full(_) => "ingest buffer full",
                     mpsc::error::TrySendError::Closed(_) => "ingest writer stopped",
                 };
-                shared.drops.record(&e.into_inner().cluster, reason);
-                false
+                Err(Refused::new(e.into_inner(), reason))
             }
         }
+    }
+
+    /// This sender with `ingest.backpressure_timeout` set to `timeout`.
+    pub fn with_backpressure_timeout(mut self, timeout: Duration) -> Self {
+        self.backpressure_timeout = timeout;
+        self
+    }
+
+    /// Whether [`IngestSender::offer`] would take one more (not too large) fault now.
+    pub fn has_room(&self) -> bool {
+        self.shared.has_room()
+    }
+
+    /// Waits until the buffer has room; false when the writer freed none for
+    /// `ingest.backpressure_timeout` (the database is down or stuck) or is gone. A reader calls
+    /// it before reading its next event, so that while it waits the server's sending is slowed
+    /// by TCP flow control. Each commit restarts the clock: a writer that is slow but writing
+    /// keeps the readers waiting rather than dropping, even when other readers take the room.
+    pub async fn wait_for_room(&self) -> bool {
+        let mut deadline = tokio::time::Instant::now() + self.backpressure_timeout;
+        loop {
+            let notified = self.shared.room.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a release between the check and the wait wakes it.
+            notified.as_mut().enable();
+            if self.shared.has_room() {
+                return true;
+            }
+            if self.tx.is_closed() {
+                return false;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.shared.has_room();
+            }
+            deadline = tokio::time::Instant::now() + self.backpressure_timeout;
+        }
+    }
+
+    /// Counts a fault notification of `cluster` that a reader dropped without parsing it
+    /// because the buffer stayed full: the same counter and log line as a drop by `offer`.
+    pub fn shed(&self, cluster: &str) {
+        self.shared
+            .drops
+            .record(cluster, "ingest buffer full, dropped unparsed");
     }
 
     /// Publishes the latest connection state of a cluster; the writer persists the newest one

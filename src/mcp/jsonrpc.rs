@@ -5,6 +5,7 @@
 //! ignore, or malformed with a reason that becomes a metric label. One bad message must never
 //! stop the stream.
 
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::fault::Fault;
@@ -142,28 +143,29 @@ fn malformed(reason: MalformedReason, detail: impl Into<String>) -> Incoming {
 
 /// Classifies the `data` of one SSE event from the GET stream.
 pub fn classify(data: &str) -> Incoming {
-    let msg: Value = match serde_json::from_str(data) {
+    let mut msg: Value = match serde_json::from_str(data) {
         Ok(v) => v,
         Err(e) => return malformed(MalformedReason::InvalidJson, e.to_string()),
     };
-    let Some(obj) = msg.as_object() else {
+    let Some(obj) = msg.as_object_mut() else {
         return malformed(MalformedReason::NotAnObject, "message is not a JSON object");
     };
     if obj.get("method").and_then(Value::as_str) != Some("notifications/message") {
         return Incoming::Ignored;
     }
-    let Some(params) = obj.get("params").and_then(Value::as_object) else {
+    let Some(params) = obj.get_mut("params").and_then(Value::as_object_mut) else {
         return malformed(MalformedReason::WrongType, "params is not an object");
     };
     match params.get("logger").and_then(Value::as_str) {
-        Some(LOGGER_FAULTS) => classify_fault(params.get("data")),
+        // The fault's data is moved out (it becomes `raw`), not copied: this runs per event.
+        Some(LOGGER_FAULTS) => classify_fault(params.remove("data")),
         Some(LOGGER_SUBSCRIPTION_ERROR) => classify_subscription_error(params.get("data")),
         Some(super::events::LOGGER_EVENTS) => super::events::classify_event(params.get("data")),
         _ => Incoming::Ignored,
     }
 }
 
-fn classify_fault(data: Option<&Value>) -> Incoming {
+fn classify_fault(data: Option<Value>) -> Incoming {
     let Some(data) = data else {
         return malformed(MalformedReason::MissingField, "fault has no data");
     };
@@ -197,10 +199,11 @@ fn classify_fault(data: Option<&Value>) -> Incoming {
             return bad;
         }
     }
-    match serde_json::from_value::<Fault>(data.clone()) {
+    // Deserialized from the borrowed tree, so that `data` itself can become `raw`.
+    match Fault::deserialize(&data) {
         Ok(fault) => Incoming::Fault {
             fault: Box::new(fault),
-            raw: data.clone(),
+            raw: data,
         },
         Err(e) => malformed(MalformedReason::WrongType, e.to_string()),
     }

@@ -20,8 +20,10 @@
 //! Files: `sse` (bounded SSE parser), `jsonrpc` (messages and classification of what arrives on
 //! the stream), `session` (one session: handshake, requests, GET stream, DELETE), `supervisor`
 //! (one cluster's state machine, backoff, watchdog), `fleet` (one supervisor per cluster, panic
-//! restarts), `sink` (the hand-off trait and the connection figures).
+//! restarts), `sink` (the hand-off trait and the connection figures), `admission` (pausing a
+//! stream while the sink is full, then dropping fault notifications unparsed).
 
+mod admission;
 pub mod error;
 pub mod events;
 mod exchange;

@@ -5,18 +5,40 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use crate::fault::ReceivedFault;
 use crate::incident::ConnectionState;
 use crate::ingest::IngestSender;
 
-/// Must never wait: a slow sink would stall the server's fault detection for every client.
+/// `offer` must never wait: a slow sink would stall the server's fault detection for every
+/// client. Only [`FaultSink::wait_for_room`] waits, bounded, and only while the sink is full.
 pub trait FaultSink: Send + Sync + 'static {
     /// Queues a fault; false when it was dropped (the sink counts and logs that).
     fn offer(&self, fault: ReceivedFault) -> bool;
     /// Publishes the newest connection state of a cluster.
     fn report_state(&self, state: ConnectionState);
+    /// Like `offer`, but a fault the sink has no room for comes back, not counted as dropped,
+    /// so that the reader can wait for room and offer it again. A sink that never fills keeps
+    /// the default.
+    /// (The fault comes back boxed: it is large, and this is the rare path.)
+    fn try_offer(&self, fault: ReceivedFault) -> Result<(), Box<ReceivedFault>> {
+        self.offer(fault);
+        Ok(())
+    }
+    /// Whether `offer` would take another fault now. A sink that never fills keeps the default.
+    fn has_room(&self) -> bool {
+        true
+    }
+    /// Called while `has_room` is false, before the reader reads its next event: resolves true
+    /// once there is room, false when the sink stayed full for its bounded wait (the reader then
+    /// drops fault notifications unparsed, see [`FaultSink::shed`]).
+    fn wait_for_room(&self) -> BoxFuture<'_, bool> {
+        Box::pin(std::future::ready(true))
+    }
+    /// Counts one fault notification of `cluster` dropped unparsed while the sink was full.
+    fn shed(&self, _cluster: &str) {}
 }
 
 impl FaultSink for IngestSender {
@@ -25,6 +47,18 @@ impl FaultSink for IngestSender {
     }
     fn report_state(&self, state: ConnectionState) {
         IngestSender::report_state(self, state)
+    }
+    fn try_offer(&self, fault: ReceivedFault) -> Result<(), Box<ReceivedFault>> {
+        IngestSender::try_offer(self, fault).map_err(|r| Box::new(r.fault))
+    }
+    fn has_room(&self) -> bool {
+        IngestSender::has_room(self)
+    }
+    fn wait_for_room(&self) -> BoxFuture<'_, bool> {
+        Box::pin(IngestSender::wait_for_room(self))
+    }
+    fn shed(&self, cluster: &str) {
+        IngestSender::shed(self, cluster)
     }
 }
 

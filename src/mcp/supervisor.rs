@@ -19,6 +19,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::admission::{sheddable, Admission};
 use super::error::McpError;
 use super::jsonrpc::{classify, Incoming, MalformedReason};
 use super::session::{EventStream, Session, SessionOptions};
@@ -285,15 +286,19 @@ impl Supervisor {
         stream: &mut EventStream,
         subscribed: &OnceLock<(String, Instant)>,
     ) -> McpError {
+        let mut admission = Admission::default();
         loop {
+            // While the sink is full the stream is not read (TCP pushes back on the server).
+            let admitted = admission.ready(&*self.sink).await;
             let item = match stream.next().await {
                 Ok(i) => i,
                 Err(e) => return e,
             };
             let max = self.cluster.mcp.max_event_bytes;
             match item {
+                SseItem::Event(ev) if !admitted && sheddable(&ev.data) => self.shed(),
                 SseItem::Event(ev) => match classify(&ev.data) {
-                    Incoming::Fault { fault, raw } => self.fault(*fault, raw),
+                    Incoming::Fault { fault, raw } => self.fault(&mut admission, *fault, raw).await,
                     Incoming::SubscriptionError {
                         subscription_id,
                         error,
@@ -321,19 +326,36 @@ impl Supervisor {
         }
     }
 
-    fn fault(&self, mut fault: crate::fault::Fault, raw: serde_json::Value) {
+    async fn fault(
+        &self,
+        admission: &mut Admission,
+        mut fault: crate::fault::Fault,
+        raw: serde_json::Value,
+    ) {
         if fault.cluster.is_empty() {
             fault.cluster = self.cluster.name.clone();
         }
         metrics::counter!(crate::telemetry::names::EVENTS_RECEIVED, "cluster" => self.cluster.name.clone())
             .increment(1);
-        self.sink.offer(ReceivedFault {
+        let received = ReceivedFault {
             cluster: self.cluster.name.clone(),
             fault,
             received_at: Utc::now(),
             raw,
             triage_enabled: self.cluster.triage.enabled,
-        });
+        };
+        admission.hand_off(&*self.sink, received).await;
+        if let Some(state) = self.stats.event(false) {
+            self.sink.report_state(state);
+        }
+    }
+
+    /// A fault notification dropped unparsed while the sink stayed full: received, and counted
+    /// as dropped for this cluster.
+    fn shed(&self) {
+        metrics::counter!(crate::telemetry::names::EVENTS_RECEIVED, "cluster" => self.cluster.name.clone())
+            .increment(1);
+        self.sink.shed(&self.cluster.name);
         if let Some(state) = self.stats.event(false) {
             self.sink.report_state(state);
         }

@@ -47,6 +47,7 @@ mod gocompat;
 mod hostile_inputs;
 mod hostile_workspace;
 mod http_endpoint;
+mod ingest_backpressure;
 mod ingest_outage;
 mod ingest_writer;
 mod intake_alertmanager;
