@@ -3,11 +3,12 @@
 //! tools and kept in the workspace's `evidence/` (see [`bundle`]), then summarised for the
 //! prompt (see [`summary`]).
 //!
-//! It runs on a short-lived session of its own ([`crate::mcp_client`]), never on the producer's
-//! subscription session, and never fails a run: every call is bounded in time and bytes, the
-//! whole gathering by a budget, and whatever fails (server down, tool missing, hang, error) is
-//! recorded in the index as a gap. Calls of one stage run concurrently so the worker slot is
-//! held no longer than the slowest call of each stage.
+//! It runs on a session of its own ([`crate::mcp_client`]; kept for the cluster's next run by
+//! [`Sessions`]), never on the producer's subscription session, and never fails a run: every
+//! call is bounded in time and bytes, the whole gathering by a budget, and whatever fails
+//! (server down, tool missing, hang, error) is recorded in the index as a gap. Calls of one
+//! stage run concurrently so the worker slot is held no longer than the slowest call of each
+//! stage.
 //!
 //! This module is consumer-side: it must not import `mcp` (the producer) nor write to the
 //! database.
