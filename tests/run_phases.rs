@@ -63,7 +63,11 @@ async fn a_run_reports_where_its_time_went() {
             &|_| {},
         )
         .await;
-    assert_eq!(report.outcome.status, IncidentStatus::Succeeded, "{report:?}");
+    assert_eq!(
+        report.outcome.status,
+        IncidentStatus::Succeeded,
+        "{report:?}"
+    );
 
     let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     let events: Vec<serde_json::Value> = text

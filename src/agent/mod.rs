@@ -309,8 +309,7 @@ impl AgentRunner {
                 attempt,
                 cancel,
                 on_started,
-                proxy.as_ref(),
-                &mut phases,
+                (proxy.as_ref(), &mut phases),
             )
             .await;
         let stopping = Instant::now();
@@ -358,8 +357,7 @@ impl AgentRunner {
         attempt: i32,
         cancel: CancellationToken,
         on_started: &(dyn Fn(u32) + Send + Sync),
-        proxy: Option<&mcp_proxy::ProxyHandle>,
-        phases: &mut phases::Phases,
+        (proxy, phases): (Option<&mcp_proxy::ProxyHandle>, &mut phases::Phases),
     ) -> RunReport {
         let started = Instant::now();
         let ws = self.workspace(incident);

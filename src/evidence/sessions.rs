@@ -6,7 +6,8 @@
 //! A session is reused only while fresh ([`IDLE_MAX`]) and only after a gathering in which no
 //! call failed at the protocol level; a kept session the server no longer knows (restart,
 //! expiry: HTTP 404) is replaced once by a new one (see `collect`). Idle sessions past
-//! [`IDLE_MAX`] are ended in the background, so the server does not hold them for long.
+//! [`IDLE_MAX`] are ended in the background at the next take or put (of any cluster); those
+//! left when runs stop are ended by the server's own expiry (one per cluster at most).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
