@@ -17,7 +17,7 @@ use nightcrier::http::HttpServer;
 use nightcrier::intake::alertmanager::Clusters;
 use nightcrier::intake::{AlertmanagerIntake, Credentials, ALERTMANAGER_PATH};
 use serde_json::json;
-use support::{ms, percentile, pg::Postgres, Args, Db};
+use support::{ms, percentile, pg::PgServer, Args, Db};
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "bench-token";
@@ -41,7 +41,7 @@ fn main() {
             }
         }
         if args.wants("postgres") {
-            let pg = Postgres::start();
+            let pg = PgServer::start_durable();
             for per in [1, 20] {
                 run(&Db::postgres(&pg).await, notifications, per).await;
             }

@@ -7,14 +7,14 @@
 //! `cargo bench --bench dashboard` (both), `-- sqlite` or `-- postgres` for one,
 //! `--incidents=N` for another count. Prints a table of per-request times.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/support/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
 use nightcrier::health::Health;
 use nightcrier::http::{HttpServer, HttpState};
-use nightcrier::incident::IncidentStatus;
+use nightcrier::incident::RunStatus;
 use nightcrier::store::{ClaimLimits, PageOrder, PageQuery, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -81,7 +81,7 @@ async fn fill(store: &Store, n: usize) {
     for _ in 0..200 {
         let c = store.claim("bench", limits).await.unwrap().unwrap();
         let outcome = nightcrier::incident::RunOutcome {
-            status: IncidentStatus::Failed,
+            status: RunStatus::Failed,
             reason: Some("bench".into()),
             exit_code: Some(1),
         };

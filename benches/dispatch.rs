@@ -11,7 +11,7 @@
 //! and evidence gathering (on by default in real configurations): the figure then includes the
 //! whole evidence bundle (three stages of tool calls) and the prompt sizes are printed.
 
-#[path = "../tests/common/pg.rs"]
+#[path = "../tests/it/support/common/pg.rs"]
 mod pg;
 
 use std::collections::HashMap;

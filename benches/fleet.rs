@@ -169,7 +169,7 @@ async fn run() {
         lease_ttl: ttl,
     };
 
-    let server = tokio::task::spawn_blocking(support::pg::Postgres::start)
+    let server = tokio::task::spawn_blocking(support::pg::PgServer::start_durable)
         .await
         .expect("starting PostgreSQL");
     let db = Db::postgres(&server).await;

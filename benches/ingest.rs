@@ -26,7 +26,7 @@ fn main() {
         .expect("a tokio runtime");
     rt.block_on(async {
         let pg = if args.wants("postgres") {
-            Some(support::pg::Postgres::start())
+            Some(support::pg::PgServer::start_durable())
         } else {
             None
         };

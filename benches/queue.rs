@@ -34,10 +34,10 @@ use chrono::{DateTime, Utc};
 use nightcrier::agent::{AgentRunner, RunReport};
 use nightcrier::config::{AgentPreset, Config};
 use nightcrier::fault::{fault_id, Fault, ReceivedFault, ResourceRef};
-use nightcrier::incident::{AgentRun, FaultOccurrence, Incident, IncidentStatus, RunOutcome};
+use nightcrier::incident::{AgentRun, FaultOccurrence, Incident, RunOutcome, RunStatus};
 use nightcrier::store::Store;
 use nightcrier::worker::{IncidentRunner, PoolSettings, WorkerPool};
-use support::{pg::Postgres, Args, Db};
+use support::{pg::PgServer, Args, Db};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -67,17 +67,17 @@ struct Recorder {
 fn done_report(started: Instant) -> RunReport {
     RunReport {
         outcome: RunOutcome {
-            status: IncidentStatus::Succeeded,
+            status: RunStatus::Succeeded,
             reason: None,
             exit_code: Some(0),
         },
         workspace: Default::default(),
         log_path: Default::default(),
-        report_path: Default::default(),
         duration: started.elapsed(),
         pid: None,
         interrupted: false,
         usage: Default::default(),
+        retry_later: false,
     }
 }
 
@@ -448,7 +448,7 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     rt.block_on(async {
-        let server = postgres.then(Postgres::start);
+        let server = postgres.then(PgServer::start_durable);
         println!(
             "{:<9} {:<7} {:>6} {:>8} {:>10} {:>11} {:>12} {:>12} {:>14}  statuses",
             "backend",

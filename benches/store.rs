@@ -10,12 +10,12 @@
 //! threads, from /proc/self/stat): on a shared, loaded machine that is the steadier figure for
 //! SQLite, which runs in-process. (PostgreSQL's own CPU is not in it.)
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/support/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
-use nightcrier::incident::{IncidentStatus, RunOutcome};
+use nightcrier::incident::{RunOutcome, RunStatus};
 use nightcrier::store::{ClaimLimits, Store};
 
 use common::{fault, TestDb};
@@ -120,7 +120,7 @@ async fn record_rows(db: &TestDb) {
 
 fn outcome() -> RunOutcome {
     RunOutcome {
-        status: IncidentStatus::Succeeded,
+        status: RunStatus::Succeeded,
         reason: None,
         exit_code: Some(0),
     }

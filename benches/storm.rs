@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use nightcrier::accounting::RunUsage;
-use nightcrier::incident::{IncidentStatus, RunOutcome};
+use nightcrier::incident::{RunOutcome, RunStatus};
 use nightcrier::simulate::FaultSpec;
 use nightcrier::store::{Budget, BudgetPolicy, ClaimLimits, Store};
-use support::{hwm_kib, pg::Postgres, rss_kib, Args, Db, Pipeline, PipelineSpec};
+use support::{hwm_kib, pg::PgServer, rss_kib, Args, Db, Pipeline, PipelineSpec};
 
 const SERVERS: usize = 10;
 const CLUSTERS: usize = 100;
@@ -54,7 +54,7 @@ fn main() {
             } else {
                 backends
             } {
-                let pg = (backend == "postgres").then(Postgres::start);
+                let pg = (backend == "postgres").then(PgServer::start_durable);
                 for coalesce in [false, true] {
                     let db = match &pg {
                         Some(pg) => Db::postgres(pg).await,
@@ -92,7 +92,7 @@ fn main() {
             storm(&Db::sqlite(), notifications, buffer).await;
         }
         if args.wants("postgres") {
-            let pg = Postgres::start();
+            let pg = PgServer::start_durable();
             storm(&Db::postgres(&pg).await, notifications, buffer).await;
         }
     });
@@ -292,7 +292,7 @@ async fn drain(store: &Store) -> (usize, f64) {
             .await
             .expect("usage");
         let done = RunOutcome {
-            status: IncidentStatus::Succeeded,
+            status: RunStatus::Succeeded,
             reason: None,
             exit_code: Some(0),
         };

@@ -7,7 +7,7 @@
 # --ignore-scripts / --omit=optional would leave stubs that exit 1.
 set -euo pipefail
 
-# --- prlimit (util-linux), for tests/hostile_inputs.rs (lowers a running process's descriptor
+# --- prlimit (util-linux), for tests/it/hostile_inputs.rs (lowers a running process's descriptor
 # limit). Part of every Debian base system; installed only if missing.
 if ! command -v prlimit >/dev/null 2>&1; then
     apt-get update
@@ -17,7 +17,7 @@ fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# --- systemd-analyze (tests/systemd_unit.rs verifies dist/nightcrier.service) -----------------
+# --- systemd-analyze (tests/it/systemd_unit.rs verifies dist/nightcrier.service) -----------------
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "installing Debian's systemd package (for systemd-analyze)..."
     apt-get update
@@ -26,7 +26,7 @@ fi
 echo "systemd-analyze: $(systemd-analyze --version | head -n 1)"
 # --- end systemd-analyze -------------------------------------------------------------------------
 # --- prometheus-alertmanager (Debian package) -------------------------------------------------
-# The real Alertmanager for tests/e2e_alertmanager.rs (/usr/bin/prometheus-alertmanager). Runs
+# The real Alertmanager for tests/it/e2e_alertmanager.rs (/usr/bin/prometheus-alertmanager). Runs
 # as root (CI); `install-test-tools.sh alertmanager` installs only this and stops here.
 if [ ! -x /usr/bin/prometheus-alertmanager ]; then
     echo "installing prometheus-alertmanager (apt)..."
@@ -63,17 +63,17 @@ install_cli() {
 # between releases); override to try another.
 install_cli claude "${NIGHTCRIER_TEST_CLAUDE_PACKAGE:-@anthropic-ai/claude-code@2.1.197}"
 
-# --- Codex (tests/agent_mcp_cli.rs) ---
+# --- Codex (tests/it/agent_mcp_cli.rs) ---
 # 0.171.0: `exec --json`, `mcp_servers.<name>.url` + `bearer_token_env_var`, and
 # `default_tools_approval_mode` verified against a scripted Responses API.
 install_cli codex "${NIGHTCRIER_TEST_CODEX_PACKAGE:-@openai/codex@0.171.0}"
 
-# --- Gemini CLI (tests/agent_mcp_cli.rs) ---
+# --- Gemini CLI (tests/it/agent_mcp_cli.rs) ---
 # 0.61.0: `mcpServers.<name>` with `type: http` and headers, `-o json`, verified against a
 # scripted streamGenerateContent.
 install_cli gemini "${NIGHTCRIER_TEST_GEMINI_PACKAGE:-@google/gemini-cli@0.61.0}"
 
-# --- chromium + chromium-driver (tests/dashboard.rs) ----------------------------------------
+# --- chromium + chromium-driver (tests/it/dashboard.rs) ----------------------------------------
 # The dashboard's end-to-end tests drive Debian's headless Chromium over WebDriver
 # (/usr/bin/chromium, /usr/bin/chromedriver; or NIGHTCRIER_CHROMIUM / NIGHTCRIER_CHROMEDRIVER).
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
@@ -84,7 +84,7 @@ fi
 echo "chromium installed: $(/usr/bin/chromium --version 2>/dev/null | head -n 1)"
 echo "chromedriver installed: $(/usr/bin/chromedriver --version 2>/dev/null | head -n 1)"
 # --- end chromium ----------------------------------------------------------------------------
-# --- moto (tests/report_upload.rs: an S3-compatible server on loopback for expiring links) ---
+# --- moto (tests/it/report_upload.rs: an S3-compatible server on loopback for expiring links) ---
 # `python3 -m moto.server` needs the `server` extra (flask, flask-cors, werkzeug).
 if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
     python3 -m pip install --quiet 'moto[server]==5.2.1'

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{AgentRunner, DEFAULT_PREFLIGHT_TIMEOUT};
@@ -23,12 +22,12 @@ use crate::intake::{AlertmanagerIntake, IntakeError};
 use crate::mcp::{self, McpFleet};
 use crate::report::{ReportError, Reporter};
 use crate::store::{Store, StoreError, StoreOptions};
-use crate::supervise::supervise;
+use crate::supervise::Tasks;
 use crate::telemetry::{self, MetricsUpkeep};
 use crate::worker::{PoolSettings, WorkerPool};
 
-/// How long a panicked writer waits before it is started again (doubling on repeats).
-const WRITER_RESTART_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a panicked task waits before it is started again (doubling on repeats).
+const TASK_RESTART_BACKOFF: Duration = Duration::from_secs(1);
 /// How often histogram summaries are refreshed for `/metrics`.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Connect timeout of the HTTP client shared by every MCP session.
@@ -52,6 +51,8 @@ pub enum AppError {
     Report(#[from] ReportError),
     #[error(transparent)]
     Intake(#[from] IntakeError),
+    #[error(transparent)]
+    TaskPanicked(#[from] crate::supervise::TaskPanicked),
 }
 
 /// A built application: the database is open and migrated and the HTTP address is bound, so
@@ -269,117 +270,137 @@ impl App {
             None => (fleet, pool),
         };
 
-        let producers = CancellationToken::new();
-        let writer_token = CancellationToken::new();
-        let http_token = CancellationToken::new();
-        let side = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-        // Before any session starts: a SIGUSR2 sent once the process is seen subscribed is caught.
+        // Every task is started through `tasks` (see `crate::supervise` for the panic policies)
+        // and held by a handle that aborts it when dropped: dropping this future stops them all.
+        let tasks = Tasks::new();
+        let producers = tasks.token();
+        let writer_token = tasks.token();
+        let http_token = tasks.token();
+        let side = tasks.token();
+        let member_token = tasks.token();
+        let mut side_tasks = Vec::new();
+        // Before any session starts: a SIGUSR2 sent once the process is seen subscribed is caught
+        // (the first run is created, and so the handler installed, by `spawn_restarting`).
         if member.is_none() {
-            let ignore = crate::fleet::ignore_drain_signal(side.clone());
-            tasks.spawn(async move {
-                ignore.await;
-                "drain signal"
-            });
+            side_tasks.push(tasks.spawn_restarting(
+                "drain signal",
+                TASK_RESTART_BACKOFF,
+                side.clone(),
+                crate::fleet::ignore_drain_signal,
+            ));
         }
 
-        let fleet_task = tokio::spawn(fleet.run(producers.clone()));
-        let member_token = CancellationToken::new();
+        // Restart policies (ARCHITECTURE.md, "Tasks"): the sessions hold their clusters' state
+        // and restart their own supervisors, the pool holds running agents: a panic in either
+        // stops the application (the next start reconciles). The writer, the fleet member and
+        // the reporter keep their state in the store and are restarted.
+        let fleet_task = tasks.spawn_critical("mcp fleet", fleet.run(producers.clone()));
         let member_task = member.map(|m| {
-            let t = member_token.clone();
-            tokio::spawn(async move {
-                supervise("fleet", WRITER_RESTART_BACKOFF, t, move |tok| {
-                    m.clone().run(tok)
-                })
-                .await;
-            })
+            tasks.spawn_restarting(
+                "fleet",
+                TASK_RESTART_BACKOFF,
+                member_token.clone(),
+                move |tok| m.clone().run(tok),
+            )
         });
-        let t = writer_token.clone();
-        let writer_task = tokio::spawn(async move {
-            supervise("ingest-writer", WRITER_RESTART_BACKOFF, t, move |tok| {
-                writer.clone().run(tok)
-            })
-            .await;
-        });
-        let (pool_soft, pool_hard) = (soft.child_token(), hard.child_token());
-        let pool_task = tokio::spawn(pool.run(pool_soft, pool_hard));
+        let writer_task = tasks.spawn_restarting(
+            "ingest-writer",
+            TASK_RESTART_BACKOFF,
+            writer_token.clone(),
+            move |tok| writer.clone().run(tok),
+        );
+        let (pool_soft, pool_hard) = (tasks.token(), hard.child_token());
+        let pool_task = tasks.spawn_critical("worker pool", pool.run(pool_soft.clone(), pool_hard));
         // Preflight results land in the workspaces of runs that start after it finishes.
         if preflight {
             let t = side.clone();
-            tasks.spawn(async move {
+            side_tasks.push(tasks.spawn_one_shot("preflight", async move {
                 tokio::select! {
                     _ = t.cancelled() => {}
                     _ = runner.preflight_all(DEFAULT_PREFLIGHT_TIMEOUT) => {}
                 }
-                "preflight"
-            });
+            }));
         }
-        let t = side.clone();
-        tasks.spawn(async move {
-            MetricsUpkeep::new(metrics, METRICS_UPKEEP_INTERVAL)
-                .run(t)
-                .await;
-            "metrics upkeep"
+        side_tasks.push(tasks.spawn_restarting(
+            "metrics upkeep",
+            TASK_RESTART_BACKOFF,
+            side.clone(),
+            move |t| MetricsUpkeep::new(metrics.clone(), METRICS_UPKEEP_INTERVAL).run(t),
+        ));
+        // A restarted reporter is built again from the configuration (it was built from it once
+        // already); what it had not marked reported is reported again from the store.
+        let mut first_reporter = Some(reporter);
+        let (reporter_store, reporter_config) = (store.clone(), config.clone());
+        side_tasks.push(tasks.spawn_restarting(
+            "reporter",
+            TASK_RESTART_BACKOFF,
+            side.clone(),
+            move |t| {
+                let reporter = first_reporter.take().map(Ok).unwrap_or_else(|| {
+                    Reporter::from_config(reporter_store.clone(), &reporter_config)
+                });
+                async move {
+                    match reporter {
+                        Ok(r) => r.run(t).await,
+                        Err(e) => tracing::error!(error = %e, "cannot rebuild the reporter"),
+                    }
+                }
+            },
+        ));
+        let intake_task = intake.map(|server| {
+            let t = producers.clone();
+            tasks.spawn_critical("intake listener", async move {
+                if let Err(e) = server.run(t).await {
+                    tracing::warn!(error = %e, "intake listener stopped with an error");
+                }
+            })
         });
-        let t = side.clone();
-        tasks.spawn(async move {
-            reporter.run(t).await;
-            "reporter"
-        });
-        let intake_task = intake.map(|server| tokio::spawn(server.run(producers.clone())));
         let http_task = http.map(|server| {
             let t = http_token.clone();
-            tokio::spawn(async move { server.run(t).await })
+            tasks.spawn_critical("http", async move {
+                if let Err(e) = server.run(t).await {
+                    tracing::warn!(error = %e, "HTTP endpoint stopped with an error");
+                }
+            })
         });
 
         tokio::select! {
             _ = soft.cancelled() => {}
             _ = hard.cancelled() => {}
+            _ = tasks.failed() => {}
         }
         tracing::info!("shutting down: stopping MCP sessions, then the writer, then the workers");
         // Producers first, so the writer's drain sees everything that was received.
         producers.cancel();
         side.cancel();
-        if let Err(e) = fleet_task.await {
-            tracing::error!(error = %e, "MCP fleet task failed");
-        }
+        pool_soft.cancel();
+        fleet_task.stopped().await;
         // Sessions are closed: now hand the leases over (before the writer's drain, which may
         // take a while; what it writes was received while the leases were ours).
         member_token.cancel();
         if let Some(task) = member_task {
-            if let Err(e) = task.await {
-                tracing::error!(error = %e, "fleet membership task failed");
-            }
+            task.stopped().await;
         }
         if let Some(task) = intake_task {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "intake listener stopped with an error"),
-                Err(e) => tracing::error!(error = %e, "intake listener task failed"),
-            }
+            task.stopped().await;
         }
         writer_token.cancel();
-        if let Err(e) = writer_task.await {
-            tracing::error!(error = %e, "ingest writer task failed");
-        }
-        if let Err(e) = pool_task.await {
-            tracing::error!(error = %e, "worker pool task failed");
-        }
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(name) => tracing::debug!(task = name, "stopped"),
-                Err(e) => tracing::error!(error = %e, "a task failed while stopping"),
-            }
+        writer_task.stopped().await;
+        pool_task.stopped().await;
+        for task in side_tasks {
+            let name = task.name();
+            task.stopped().await;
+            tracing::debug!(task = name, "stopped");
         }
         http_token.cancel();
         if let Some(h) = http_task {
-            match h.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "HTTP endpoint stopped with an error"),
-                Err(e) => tracing::error!(error = %e, "HTTP endpoint task failed"),
-            }
+            h.stopped().await;
         }
         store.close().await;
+        if let Some(failure) = tasks.failure() {
+            tracing::error!("nightcrier stopped after a task panicked");
+            return Err(failure.into());
+        }
         tracing::info!("nightcrier stopped");
         Ok(())
     }

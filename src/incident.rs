@@ -140,10 +140,67 @@ pub struct FaultOccurrence {
 /// How one agent run ended, as the consumer reports it to the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunOutcome {
-    /// One of succeeded, failed, timed_out (pending is for [`crate::store::Store::requeue`]).
-    pub status: IncidentStatus,
+    pub status: RunStatus,
     pub reason: Option<String>,
     pub exit_code: Option<i32>,
+}
+
+/// How an agent run can end by itself, and so the statuses [`crate::store::Store::complete`]
+/// can give its incident. (A run taken away from its agent ends through
+/// [`crate::store::Store::requeue`], the rescuer or a cancel instead.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+    TimedOut,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        IncidentStatus::from(self).as_str()
+    }
+}
+
+impl From<RunStatus> for IncidentStatus {
+    fn from(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Succeeded => IncidentStatus::Succeeded,
+            RunStatus::Failed => IncidentStatus::Failed,
+            RunStatus::TimedOut => IncidentStatus::TimedOut,
+        }
+    }
+}
+
+/// A run's status compares equal to the incident status it ends in.
+impl PartialEq<IncidentStatus> for RunStatus {
+    fn eq(&self, other: &IncidentStatus) -> bool {
+        IncidentStatus::from(*self) == *other
+    }
+}
+
+/// An incident status no agent run can end with (pending, running, cancelled...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an agent run cannot end as {0}: expected succeeded, failed or timed_out")]
+pub struct NotARunStatus(pub IncidentStatus);
+
+impl TryFrom<IncidentStatus> for RunStatus {
+    type Error = NotARunStatus;
+
+    fn try_from(status: IncidentStatus) -> Result<Self, NotARunStatus> {
+        match status {
+            IncidentStatus::Succeeded => Ok(RunStatus::Succeeded),
+            IncidentStatus::Failed => Ok(RunStatus::Failed),
+            IncidentStatus::TimedOut => Ok(RunStatus::TimedOut),
+            other => Err(NotARunStatus(other)),
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One attempt at running the agent for an incident.
@@ -170,8 +227,7 @@ pub struct AgentRun {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectionState {
     pub cluster: String,
-    /// connecting, subscribed, backing_off or stopped.
-    pub state: String,
+    pub state: ConnectionPhase,
     pub subscription_id: Option<String>,
     pub last_error: Option<String>,
     pub last_event_at: Option<DateTime<Utc>>,
@@ -179,6 +235,68 @@ pub struct ConnectionState {
     pub events_malformed: i64,
     pub reconnects: i64,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Where one cluster's MCP session is. The stored and printed spelling (`as_str`, serde) is
+/// snake_case and part of the schema (`connection_states.state`) and of `status --json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionPhase {
+    /// Opening a session and subscribing (also before the first attempt).
+    Connecting,
+    /// Subscribed: faults arrive.
+    Subscribed,
+    /// The session failed; waiting before a fresh one.
+    BackingOff,
+    /// Stopped on purpose (shutdown, or the cluster's lease went to another instance).
+    Stopped,
+}
+
+impl ConnectionPhase {
+    pub const ALL: [ConnectionPhase; 4] = [
+        Self::Connecting,
+        Self::Subscribed,
+        Self::BackingOff,
+        Self::Stopped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Subscribed => "subscribed",
+            Self::BackingOff => "backing_off",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for ConnectionPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the stored spelling (`"subscribed"`), so checks read like the schema.
+impl PartialEq<&str> for ConnectionPhase {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown connection state {0:?} (expected one of connecting, subscribed, backing_off, stopped)"
+)]
+pub struct UnknownConnectionPhase(pub String);
+
+impl FromStr for ConnectionPhase {
+    type Err = UnknownConnectionPhase;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownConnectionPhase(s.to_string()))
+    }
 }
 
 /// Hex digits in an incident's short id ([`short_id`]).
@@ -218,5 +336,34 @@ mod tests {
         let id = Uuid::parse_str("0192f0c4-6a4e-7c3e-8b1a-2f4d5e6a7b8c").unwrap();
         assert_eq!(short_id(id), "4d5e6a7b8c");
         assert!(id.to_string().ends_with(&short_id(id)));
+    }
+
+    #[test]
+    fn connection_phases_round_trip_through_their_stored_spelling() {
+        for p in ConnectionPhase::ALL {
+            assert_eq!(p.as_str().parse::<ConnectionPhase>(), Ok(p));
+            assert_eq!(
+                serde_json::to_value(p).unwrap(),
+                serde_json::Value::String(p.to_string())
+            );
+        }
+        assert_eq!(ConnectionPhase::BackingOff.as_str(), "backing_off");
+        assert!("backing off".parse::<ConnectionPhase>().is_err());
+    }
+
+    #[test]
+    fn run_status_refuses_incident_only_statuses() {
+        for status in [
+            IncidentStatus::Succeeded,
+            IncidentStatus::Failed,
+            IncidentStatus::TimedOut,
+        ] {
+            let run = RunStatus::try_from(status).unwrap();
+            assert_eq!(IncidentStatus::from(run), status);
+            assert_eq!(run.as_str(), status.as_str());
+        }
+        let err = RunStatus::try_from(IncidentStatus::Pending).unwrap_err();
+        assert!(err.to_string().contains("pending"), "{err}");
+        assert!(RunStatus::try_from(IncidentStatus::Cancelled).is_err());
     }
 }

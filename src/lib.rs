@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod intake;
 pub mod mcp;
 pub mod mcp_client;
+pub mod procfs;
 pub mod report;
 pub mod sdnotify;
 pub mod signals;

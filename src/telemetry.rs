@@ -22,6 +22,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// Metric names, shared by the code that records them and by [`describe_metrics`].
+mod rate_limit;
+pub use rate_limit::RateLimited;
+
 pub mod names {
     pub const EVENTS_RECEIVED: &str = "nightcrier_events_received_total";
     pub const EVENTS_MALFORMED: &str = "nightcrier_events_malformed_total";
@@ -39,6 +42,7 @@ pub mod names {
     pub const MCP_RECONNECTS: &str = "nightcrier_mcp_reconnects_total";
     pub const MCP_CONNECTED: &str = "nightcrier_mcp_connected";
     pub const TASK_RESTARTS: &str = "nightcrier_task_restarts_total";
+    pub const TASK_PANICS: &str = "nightcrier_task_panics_total";
     pub const RUNTIME_TASKS: &str = "nightcrier_runtime_alive_tasks";
     pub const OPEN_FDS: &str = "process_open_fds";
     pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
@@ -332,6 +336,11 @@ pub fn describe_metrics() {
         "Supervised tasks restarted after a panic, per task."
     );
     describe_counter!(
+        TASK_PANICS,
+        Unit::Count,
+        "Panics of long-running tasks, per task (restarted or not; see ARCHITECTURE.md for which stop the application)."
+    );
+    describe_counter!(
         ALERTS_RECEIVED,
         Unit::Count,
         "Alerts received by an intake receiver, per source and status (firing, resolved)."
@@ -375,26 +384,17 @@ pub fn record_process_gauges() {
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         metrics::gauge!(names::RUNTIME_TASKS).set(rt.metrics().num_alive_tasks() as f64);
     }
-    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        metrics::gauge!(names::OPEN_FDS).set(fds.count() as f64);
+    if let Some(fds) = crate::procfs::open_fds() {
+        metrics::gauge!(names::OPEN_FDS).set(fds as f64);
     }
-    if let Some(kib) = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .as_deref()
-        .and_then(vm_rss_kib)
-    {
+    if let Some(kib) = crate::procfs::self_resident_kib() {
         metrics::gauge!(names::RESIDENT_MEMORY).set(kib as f64 * 1024.0);
     }
 }
 
-/// `VmRSS` from the text of `/proc/<pid>/status`, in KiB. Public for the tests and benches that
-/// watch a child process's memory.
-pub fn vm_rss_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
+/// `VmRSS` from the text of `/proc/<pid>/status`, in KiB (kept here for the tests and benches
+/// that watch a child process's memory; parsed by [`crate::procfs`]).
+pub use crate::procfs::vm_rss_kib;
 
 /// Drains histogram samples into their buckets at an interval. Rendering `/metrics` does this
 /// too, but without scrapes (or with the endpoint off) the raw samples would grow unbounded.

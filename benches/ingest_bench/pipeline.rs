@@ -14,7 +14,7 @@ use nightcrier::worker::{PoolSettings, WorkerPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{ms, percentile, pg::Postgres, Args, Db, Pipeline, PipelineSpec};
+use crate::support::{ms, percentile, pg::PgServer, Args, Db, Pipeline, PipelineSpec};
 
 /// Most events emitted and not yet committed during the throughput run: keeps the measurement
 /// on sustained commit speed, far below the buffer (no drops), with a batch always waiting.
@@ -36,7 +36,7 @@ struct Sizes {
     only_idle: bool,
 }
 
-pub async fn backend(args: &Args, pg: Option<&Postgres>) {
+pub async fn backend(args: &Args, pg: Option<&PgServer>) {
     let clusters = args.num("clusters", 100, 100);
     let sizes = Sizes {
         servers: clusters.div_ceil(10),

@@ -1,10 +1,13 @@
 //! Shared pieces of the producer-side benchmarks (`ingest`, `storm`): argument parsing, process
-//! memory and CPU from `/proc`, a PostgreSQL server with its durability defaults, simulators with
+//! memory and CPU from `/proc`, the tests' PostgreSQL harness (durability defaults), simulators with
 //! a fleet of subscribed clusters feeding the real ingest channel and writer, and percentiles.
 //!
 //! Nothing here is used by production code; it is included by the benches with `#[path]`.
 #![allow(dead_code)]
 
+// The tests' PostgreSQL harness, started with PostgreSQL's durability defaults
+// (`PgServer::start_durable`).
+#[path = "../../tests/it/support/common/pg.rs"]
 pub mod pg;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,7 +146,7 @@ impl Db {
         Db::Sqlite(tempfile::tempdir().expect("a temporary directory"))
     }
 
-    pub async fn postgres(server: &pg::Postgres) -> Db {
+    pub async fn postgres(server: &pg::PgServer) -> Db {
         Db::Postgres(server.fresh_database().await)
     }
 

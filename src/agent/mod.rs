@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use std::collections::BTreeMap;
 
 use crate::config::{AgentConfig, AgentPreset, ClusterConfig, Config, Secret};
-use crate::incident::{AgentRun, FaultOccurrence, Incident, IncidentStatus, RunOutcome};
+use crate::incident::{AgentRun, FaultOccurrence, Incident, RunOutcome, RunStatus};
 
 pub use container::{container_name, runtime_binary};
 pub use error::AgentError;
@@ -104,9 +104,11 @@ pub struct RunReport {
     /// succeeded / failed / timed_out with a reason (`exit code 2`, `killed by signal 9`,
     /// `report missing`, `report too small (12 bytes)`, `timed out after 15m`, `interrupted`).
     pub outcome: RunOutcome,
+    /// The incident's workspace directory ([`Workspace::dir`]; the report is at
+    /// [`Workspace::report_file`] of it).
     pub workspace: PathBuf,
+    /// The agent's log, recorded with the run.
     pub log_path: PathBuf,
-    pub report_path: PathBuf,
     pub duration: Duration,
     /// The agent's pid (and process-group id), when it was started.
     pub pid: Option<u32>,
@@ -116,6 +118,9 @@ pub struct RunReport {
     /// What the agent's CLI reported about its tokens and cost (unknown when it did not run or
     /// printed nothing recognisable).
     pub usage: crate::accounting::RunUsage,
+    /// The agent could not be started for lack of a resource (descriptors, memory, disk): the
+    /// worker gives the incident back (requeue with `outcome.reason`) instead of completing it.
+    pub retry_later: bool,
 }
 
 /// Paths in the configuration are relative to nightcrier's working directory; the agent runs
@@ -337,7 +342,7 @@ impl AgentRunner {
             &self.evidence_http,
             &incident.cluster,
             &entry.config.mcp,
-            ws.dir().join("evidence"),
+            ws.evidence_dir(),
             mcp_proxy::ProxyLimits::from_agent(agent),
         )
         .await;
@@ -366,11 +371,11 @@ impl AgentRunner {
             outcome: failed(String::new()),
             workspace: ws.dir().to_path_buf(),
             log_path: ws.log_file(),
-            report_path: ws.report_file(),
             duration: Duration::ZERO,
             pid: None,
             interrupted: false,
             usage: crate::accounting::RunUsage::default(),
+            retry_later: false,
         };
         let evidence = self.gather_evidence(&ws, incident, &cancel).await;
         let mut mark = phases.lap(|p| &mut p.evidence, started);
@@ -381,7 +386,7 @@ impl AgentRunner {
         let (invocation, stdin, log) =
             match self.prepare(&ws, agent, incident, occurrences, attempt, context) {
                 Ok(prepared) => prepared,
-                Err(e) => return finish(report, failed_or_later(&e), started, incident),
+                Err(e) => return not_started(report, &e, started, incident),
             };
         if cancel.is_cancelled() {
             report.interrupted = true;
@@ -402,7 +407,7 @@ impl AgentRunner {
             Ok(child) => child,
             Err(e) => {
                 capture.finish(incident).await;
-                return finish(report, failed_or_later(&e), started, incident);
+                return not_started(report, &e, started, incident);
             }
         };
         mark = phases.lap(|p| &mut p.spawn, mark);
@@ -461,7 +466,7 @@ impl AgentRunner {
             namespace: incident.namespace.as_deref(),
             name: &incident.resource_name,
         };
-        let dir = ws.dir().join(crate::evidence::EVIDENCE_DIR);
+        let dir = ws.evidence_dir();
         let bundle = crate::evidence::gather_with(
             &self.evidence_http,
             Some(&self.evidence_sessions),
@@ -690,7 +695,7 @@ struct RunContext<'a> {
 
 fn failed(reason: String) -> RunOutcome {
     RunOutcome {
-        status: IncidentStatus::Failed,
+        status: RunStatus::Failed,
         reason: Some(reason),
         exit_code: None,
     }
@@ -699,18 +704,22 @@ fn failed(reason: String) -> RunOutcome {
 /// Prefix of the reason of a run that could not start for lack of a resource.
 pub const REASON_RESOURCES: &str = "resources exhausted, will retry";
 
-/// `failed` for an error of the run itself; `pending` (give the incident back, the worker
-/// requeues it) when the machine ran out of descriptors, memory or disk while preparing it.
-fn failed_or_later(e: &AgentError) -> RunOutcome {
-    if e.is_resource_exhausted() {
-        RunOutcome {
-            status: IncidentStatus::Pending,
-            reason: Some(format!("{REASON_RESOURCES}: {e}")),
-            exit_code: None,
-        }
+/// Ends a run whose agent could not be started: `failed` for an error of the run itself; given
+/// back ([`RunReport::retry_later`], the worker requeues it) when the machine ran out of
+/// descriptors, memory or disk while preparing it.
+fn not_started(
+    mut report: RunReport,
+    e: &AgentError,
+    started: Instant,
+    incident: &Incident,
+) -> RunReport {
+    report.retry_later = e.is_resource_exhausted();
+    let outcome = if report.retry_later {
+        failed(format!("{REASON_RESOURCES}: {e}"))
     } else {
         failed(e.to_string())
-    }
+    };
+    finish(report, outcome, started, incident)
 }
 
 /// Metrics (`nightcrier_agent_run*`) are the worker's: it knows what it records for a run.

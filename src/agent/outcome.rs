@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::process::Ending;
 use super::workspace::{read_bounded, Bounded, FileEntry, Workspace, MAX_REPORT_BYTES};
-use crate::incident::{IncidentStatus, RunOutcome};
+use crate::incident::{RunOutcome, RunStatus};
 
 /// The reason of a run ended by its cancellation token (shutdown, or the incident was
 /// cancelled). The worker decides what to record; [`super::RunReport::interrupted`] says the same.
@@ -20,7 +20,7 @@ pub fn evaluate(
     timeout: Duration,
 ) -> RunOutcome {
     let failed = |reason: String, exit_code: Option<i32>| RunOutcome {
-        status: IncidentStatus::Failed,
+        status: RunStatus::Failed,
         reason: Some(reason),
         exit_code,
     };
@@ -28,7 +28,7 @@ pub fn evaluate(
         Ending::Interrupted => return failed(REASON_INTERRUPTED.into(), None),
         Ending::TimedOut => {
             return RunOutcome {
-                status: IncidentStatus::TimedOut,
+                status: RunStatus::TimedOut,
                 reason: Some(format!(
                     "timed out after {}",
                     humantime::format_duration(timeout)
@@ -67,7 +67,7 @@ pub fn evaluate(
         return failed(format!("report too small ({len} bytes)"), Some(0));
     }
     RunOutcome {
-        status: IncidentStatus::Succeeded,
+        status: RunStatus::Succeeded,
         reason: None,
         exit_code: Some(0),
     }
@@ -98,7 +98,7 @@ mod tests {
         let t = Duration::from_secs(900);
 
         let o = evaluate(&exited(2 << 8), &ws, 100, t);
-        assert_eq!(o.status, IncidentStatus::Failed);
+        assert_eq!(o.status, RunStatus::Failed);
         assert_eq!(o.reason.as_deref(), Some("exit code 2"));
         assert_eq!(o.exit_code, Some(2));
 
@@ -114,14 +114,14 @@ mod tests {
 
         fs::write(&report, "x".repeat(100)).unwrap();
         let o = evaluate(&exited(0), &ws, 100, t);
-        assert_eq!(o.status, IncidentStatus::Succeeded);
+        assert_eq!(o.status, RunStatus::Succeeded);
         assert_eq!(o.reason, None);
 
         // Issue #13, item 13: a report nightcrier will not render is not a success.
         let big = MAX_REPORT_BYTES + 1;
         fs::write(&report, "x".repeat(big as usize)).unwrap();
         let o = evaluate(&exited(0), &ws, 100, t);
-        assert_eq!(o.status, IncidentStatus::Failed);
+        assert_eq!(o.status, RunStatus::Failed);
         assert_eq!(
             o.reason,
             Some(format!(
@@ -130,11 +130,11 @@ mod tests {
         );
 
         let o = evaluate(&Ending::TimedOut, &ws, 100, t);
-        assert_eq!(o.status, IncidentStatus::TimedOut);
+        assert_eq!(o.status, RunStatus::TimedOut);
         assert_eq!(o.reason.as_deref(), Some("timed out after 15m"));
 
         let o = evaluate(&Ending::Interrupted, &ws, 100, t);
-        assert_eq!(o.status, IncidentStatus::Failed);
+        assert_eq!(o.status, RunStatus::Failed);
         assert_eq!(o.reason.as_deref(), Some(REASON_INTERRUPTED));
     }
 

@@ -213,7 +213,7 @@ fn toml_str(v: &str) -> String {
 /// report, and network access inside that sandbox for kubectl; `-o` keeps the final message.
 pub fn codex(input: &PresetInput<'_>, program: String) -> PresetCommand {
     let home = input.state_dir.to_path_buf();
-    let last_message = input.workspace.join("output").join("last-message.txt");
+    let last_message = super::Workspace::from_dir(input.workspace).last_message_file();
     let mut args = [
         "exec",
         "--skip-git-repo-check",

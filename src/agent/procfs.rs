@@ -1,9 +1,9 @@
 //! Finding an agent's processes through `/proc`: the members of its process group, and whether
 //! a process carries a run's marker variable. Used to make sure nothing of a run survives it,
 //! and at restart to kill the groups a crashed nightcrier left behind, without trusting a pid
-//! that may since have been reused by an unrelated process.
+//! that may since have been reused by an unrelated process. Reading `/proc` itself is
+//! [`crate::procfs`]'s.
 
-use std::fs;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, killpg, Signal};
@@ -19,36 +19,10 @@ pub fn marker_value(incident_id: Uuid, attempt: i32) -> String {
     format!("{incident_id}:{attempt}")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    pid: i32,
-    state: char,
-    pgrp: i32,
-}
+use crate::procfs::{environ, environ_entries, pids as all_pids, stat as read_stat, Stat};
 
-/// `/proc/<pid>/stat`: `pid (comm) state ppid pgrp ...`; `comm` may hold spaces and parens, so
-/// the fields are read after the last `)`.
-fn read_stat(pid: i32) -> Option<Stat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _ppid = fields.next()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some(Stat { pid, state, pgrp })
-}
-
-fn all_pids() -> impl Iterator<Item = i32> {
-    fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-}
-
-/// Zombies have exited: only their parent's `wait` is missing, they hold nothing.
 fn is_alive(stat: &Stat) -> bool {
-    !matches!(stat.state, 'Z' | 'X')
+    stat.is_alive()
 }
 
 /// Live (non-zombie) processes whose process group is `pgid`.
@@ -62,11 +36,12 @@ pub fn live_group_members(pgid: i32) -> Vec<i32> {
 
 /// Whether `pid`'s environment holds `MARKER_VAR=<value>` exactly.
 pub fn has_marker(pid: i32, value: &str) -> bool {
-    let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else {
+    let Some(environ) = environ(pid) else {
         return false;
     };
     let wanted = format!("{MARKER_VAR}={value}");
-    environ.split(|b| *b == 0).any(|kv| kv == wanted.as_bytes())
+    let found = environ_entries(&environ).any(|kv| kv == wanted.as_bytes());
+    found
 }
 
 /// Live processes carrying the marker of this run (for tests and diagnostics).
@@ -97,11 +72,10 @@ pub fn find_agent_groups() -> Vec<AgentGroup> {
     let prefix = format!("{MARKER_VAR}=");
     let mut groups: Vec<AgentGroup> = Vec::new();
     for stat in all_pids().filter_map(read_stat).filter(is_alive) {
-        let Ok(environ) = fs::read(format!("/proc/{}/environ", stat.pid)) else {
+        let Some(environ) = environ(stat.pid) else {
             continue;
         };
-        let marker = environ
-            .split(|b| *b == 0)
+        let marker = environ_entries(&environ)
             .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.split_once(':'))

@@ -21,8 +21,8 @@ pub const REPORT_SECTIONS: [&str; 5] = [
     "Confidence",
 ];
 
-/// Where `output/verdict.json` goes, relative to the workspace.
-pub const VERDICT_FILE: &str = "output/verdict.json";
+/// Where `output/verdict.json` goes, relative to the workspace (the layout is the workspace's).
+pub use super::workspace::VERDICT_FILE;
 
 /// Renders the prompt for one incident. `appended_instructions` (the system prompt file) is added
 /// as a last section, for agents that have no separate system-prompt option. `evidence`: the

@@ -28,7 +28,25 @@ pub const MAX_OCCURRENCES_IN_FILE: usize = 200;
 /// report is larger fails with that reason; pages say it is too large instead of rendering it.
 pub const MAX_REPORT_BYTES: u64 = 5 * 1024 * 1024;
 
-/// The paths of one incident's workspace. Creating it is [`Workspace::prepare`].
+/// The agent's output directory, the report in it, and the agent's log directory and file.
+const OUTPUT_DIR: &str = "output";
+const REPORT_FILE: &str = "investigation.md";
+/// Rendered by the reporter next to the report; never served from here (the agent could have
+/// written it).
+const HTML_REPORT_FILE: &str = "investigation.html";
+/// Where codex keeps its final message (`-o`).
+const LAST_MESSAGE_FILE: &str = "last-message.txt";
+const LOG_DIR: &str = "logs";
+const LOG_FILE: &str = "agent.log";
+const STATE_DIR: &str = "agent-state";
+/// The agent's machine-readable verdict, relative to the workspace (the prompt names it so),
+/// and its name in `output/`.
+pub const VERDICT_FILE: &str = "output/verdict.json";
+const VERDICT_NAME: &str = "verdict.json";
+
+/// The paths of one incident's workspace: the only place that knows its layout (the agent,
+/// the reporter, `tail`, the HTTP pages and the dashboard ask it). Creating it is
+/// [`Workspace::prepare`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workspace {
     dir: PathBuf,
@@ -39,6 +57,11 @@ impl Workspace {
         Self {
             dir: root.join(incident_id.to_string()),
         }
+    }
+
+    /// The workspace at `dir`, for code handed a workspace path.
+    pub fn from_dir(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
     }
 
     pub fn dir(&self) -> &Path {
@@ -54,19 +77,33 @@ impl Workspace {
         self.dir.join("cluster_permissions.json")
     }
     pub fn output_dir(&self) -> PathBuf {
-        self.dir.join("output")
+        self.dir.join(OUTPUT_DIR)
     }
     pub fn report_file(&self) -> PathBuf {
-        self.output_dir().join("investigation.md")
+        self.output_dir().join(REPORT_FILE)
+    }
+    /// `output/investigation.html`, written by the reporter.
+    pub fn html_report_file(&self) -> PathBuf {
+        self.output_dir().join(HTML_REPORT_FILE)
+    }
+    pub fn verdict_file(&self) -> PathBuf {
+        self.dir.join(VERDICT_FILE)
+    }
+    pub fn last_message_file(&self) -> PathBuf {
+        self.output_dir().join(LAST_MESSAGE_FILE)
+    }
+    /// The evidence bundle (its inside is [`crate::evidence`]'s).
+    pub fn evidence_dir(&self) -> PathBuf {
+        self.dir.join(crate::evidence::EVIDENCE_DIR)
     }
     pub fn log_file(&self) -> PathBuf {
-        self.dir.join("logs").join("agent.log")
+        self.dir.join(LOG_DIR).join(LOG_FILE)
     }
     /// Where presets keep the CLI's own state (config dirs, caches): inside the workspace so it
     /// is mounted into a container too, but in a subdirectory so CLIs that read settings from
     /// their working directory (gemini's `.gemini/`) do not pick it up.
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.join("agent-state")
+        self.dir.join(STATE_DIR)
     }
 
     /// Creates the directories with their modes and removes what a previous attempt left that
@@ -75,14 +112,14 @@ impl Workspace {
     /// removed, never followed.
     pub fn prepare(&self) -> Result<(), AgentError> {
         let dir = WorkspaceDir::create_workspace(&self.dir)?;
-        let output = dir.create_dir("output")?;
-        dir.create_dir("logs")?;
-        dir.create_dir("agent-state")?;
+        let output = dir.create_dir(OUTPUT_DIR)?;
+        dir.create_dir(LOG_DIR)?;
+        dir.create_dir(STATE_DIR)?;
         for stale in [
-            "investigation.md",
-            "investigation.html",
-            "last-message.txt",
-            "verdict.json",
+            REPORT_FILE,
+            HTML_REPORT_FILE,
+            LAST_MESSAGE_FILE,
+            VERDICT_NAME,
         ] {
             output.remove(stale)?;
         }
@@ -195,8 +232,8 @@ impl Workspace {
     /// Opens `logs/agent.log` for appending (a symlink planted there is replaced by a file).
     pub fn open_log(&self) -> Result<File, AgentError> {
         WorkspaceDir::create_workspace(&self.dir)?
-            .create_dir("logs")?
-            .open_append("agent.log")
+            .create_dir(LOG_DIR)?
+            .open_append(LOG_FILE)
     }
 }
 
@@ -234,6 +271,22 @@ fn bounded_occurrences<'a>(sorted: &[&'a FaultOccurrence]) -> Vec<&'a FaultOccur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_layout_is_one_set_of_names() {
+        let ws = Workspace::from_dir("/ws/i1");
+        assert_eq!(
+            ws.verdict_file(),
+            ws.output_dir().join(VERDICT_NAME),
+            "VERDICT_FILE is in OUTPUT_DIR"
+        );
+        assert_eq!(
+            ws.report_file(),
+            Path::new("/ws/i1/output/investigation.md")
+        );
+        assert_eq!(ws.log_file(), Path::new("/ws/i1/logs/agent.log"));
+        assert_eq!(ws.evidence_dir(), Path::new("/ws/i1/evidence"));
+    }
 
     fn occurrence(id: i64) -> FaultOccurrence {
         FaultOccurrence {

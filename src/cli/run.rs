@@ -11,6 +11,10 @@ use crate::app::App;
 use crate::config::LoadedConfig;
 use crate::sdnotify::{self, Notifier, Watchdog};
 use crate::signals;
+use crate::supervise::Tasks;
+
+/// How long a panicked watchdog waits before it is started again (doubling on repeats).
+const WATCHDOG_RESTART_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `run --check`: one line per problem on stderr, exit 1 when there is any.
 pub fn check(loaded: LoadedConfig) -> anyhow::Result<ExitCode> {
@@ -56,16 +60,24 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<ExitCode> {
     if let Err(e) = notifier.notify("READY=1") {
         tracing::warn!("systemd: {e}");
     }
-    let side = CancellationToken::new();
+    // Started like the application's own tasks (`crate::supervise`).
+    let tasks = Tasks::new();
+    let side = tasks.token();
     let watchdog = match watchdog_every {
-        Some(every) if notifier.is_enabled() => Some(tokio::spawn(
-            Watchdog::new(notifier.clone(), every).run(side.clone()),
-        )),
+        Some(every) if notifier.is_enabled() => {
+            let notifier = notifier.clone();
+            Some(tasks.spawn_restarting(
+                "systemd watchdog",
+                WATCHDOG_RESTART_BACKOFF,
+                side.clone(),
+                move |t| Watchdog::new(notifier.clone(), every).run(t),
+            ))
+        }
         _ => None,
     };
     let stopping = {
         let (notifier, soft, side) = (notifier.clone(), soft.clone(), side.clone());
-        tokio::spawn(async move {
+        tasks.spawn_one_shot("systemd stopping", async move {
             tokio::select! {
                 _ = soft.cancelled() => {
                     if let Err(e) = notifier.notify("STOPPING=1") {
@@ -79,9 +91,9 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<ExitCode> {
     let result = app.run(soft, hard.clone()).await;
     side.cancel();
     if let Some(w) = watchdog {
-        let _ = w.await;
+        w.stopped().await;
     }
-    let _ = stopping.await;
+    stopping.stopped().await;
     handler.abort();
     result?;
     Ok(ExitCode::SUCCESS)

@@ -104,7 +104,7 @@ pub fn render(report: &StatusReport) -> String {
                     } else {
                         format!("{} (not configured)", c.name)
                     },
-                    conn.map_or_else(|| "never connected".into(), |s| s.state.clone()),
+                    conn.map_or_else(|| "never connected".into(), |s| s.state.to_string()),
                     conn.and_then(|s| s.last_event_at)
                         .map_or_else(|| "-".into(), |t| format!("{} ago", duration(now - t))),
                     conn.map_or_else(|| "-".into(), |s| s.events_received.to_string()),

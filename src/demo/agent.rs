@@ -259,7 +259,8 @@ pub async fn run_with(
             path: report_file.to_path_buf(),
             source,
         })?;
-    let verdict_file = report_file.with_file_name("verdict.json");
+    // Where the prompt tells an agent to put it: VERDICT_FILE of its working directory.
+    let verdict_file = crate::agent::Workspace::from_dir(workspace).verdict_file();
     tokio::fs::write(&verdict_file, verdict.to_string())
         .await
         .map_err(|source| DemoAgentError::Write {

@@ -181,6 +181,8 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         dur = humantime::format_duration(args.duration),
         ws = shown(&config.workspace_root),
     );
+    // Dropped (aborted) when the demo ends.
+    let tasks = crate::supervise::Tasks::new();
     let mut poster = None;
     if let (true, Some(addr)) = (config.intake.alertmanager.is_some(), app.http_addr()) {
         println!(
@@ -191,7 +193,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             body = shown(&alerts::payload_file(&dir)),
             path = crate::intake::ALERTMANAGER_PATH,
         );
-        poster = Some(tokio::spawn(alerts::post_example(addr, dir.clone())));
+        poster = Some(tasks.spawn_one_shot("demo alert", alerts::post_example(addr, dir.clone())));
     }
     app.log_summary();
 
@@ -201,18 +203,15 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let timer = {
         let soft = soft.clone();
         let d = args.duration;
-        tokio::spawn(async move {
+        tasks.spawn_one_shot("demo timer", async move {
             tokio::time::sleep(d).await;
             tracing::info!("demo duration reached");
             soft.cancel();
         })
     };
     let result = app.run(soft, hard.clone()).await;
-    timer.abort();
+    drop((timer, poster));
     handler.abort();
-    if let Some(p) = poster {
-        p.abort();
-    }
     for sim in sims {
         sim.shutdown().await;
     }
@@ -266,11 +265,7 @@ async fn summarize(opts: &crate::store::StoreOptions, workspace_root: &Path) {
     if let Some(done) = all.iter().find(|i| i.status == IncidentStatus::Succeeded) {
         println!(
             "an example report: {}",
-            shown(
-                &workspace_root
-                    .join(done.id.to_string())
-                    .join("output/investigation.md")
-            )
+            shown(&crate::agent::Workspace::new(workspace_root, done.id).report_file())
         );
     }
     store.close().await;

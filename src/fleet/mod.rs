@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::store::{Beat, InstanceRecord, LeaseFence, Store, StoreError};
+use crate::telemetry::RateLimited;
 
 /// The clusters a process holds, with each lease's fencing epoch.
 pub type Owned = BTreeMap<String, i64>;
@@ -451,14 +452,22 @@ struct State {
     fenced: std::collections::HashMap<String, i64>,
     draining: bool,
     differing: BTreeSet<String>,
-    last_warn: Option<Instant>,
+    warn_limit: DbWarnLimit,
+}
+
+/// Store failures are warned about at most every [`WARN_EVERY`].
+struct DbWarnLimit(RateLimited);
+
+impl Default for DbWarnLimit {
+    fn default() -> Self {
+        Self(RateLimited::new(WARN_EVERY))
+    }
 }
 
 impl State {
     fn warn_db(&mut self, doing: &str, e: &StoreError) {
-        if self.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-            self.last_warn = Some(Instant::now());
-            warn!(error = %e, "fleet: {doing} failed; retrying at the next beat");
+        if let Some(suppressed) = self.warn_limit.0.check() {
+            warn!(error = %e, suppressed, "fleet: {doing} failed; retrying at the next beat");
         }
     }
 }

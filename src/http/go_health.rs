@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::HttpState;
 use crate::config::ClusterConfig;
-use crate::incident::ConnectionState;
+use crate::incident::{ConnectionPhase, ConnectionState};
 
 pub fn routes() -> Router<HttpState> {
     Router::new().route("/health/clusters", get(clusters))
@@ -56,13 +56,12 @@ pub struct HealthSummary {
 /// nightcrier's session states in the Go program's words: `subscribed` is Go's `active`; a
 /// session waiting to reconnect is `failed` (Go's state between attempts); no state yet is
 /// `connecting`, a stopped session `disconnected`.
-pub fn go_status(state: Option<&str>) -> &'static str {
+pub fn go_status(state: Option<ConnectionPhase>) -> &'static str {
     match state {
-        Some("subscribed") => "active",
-        Some("connecting") | None => "connecting",
-        Some("backing_off") => "failed",
-        Some("stopped") => "disconnected",
-        Some(_) => "connecting",
+        Some(ConnectionPhase::Subscribed) => "active",
+        Some(ConnectionPhase::Connecting) | None => "connecting",
+        Some(ConnectionPhase::BackingOff) => "failed",
+        Some(ConnectionPhase::Stopped) => "disconnected",
     }
 }
 
@@ -73,7 +72,7 @@ pub fn build(clusters: &[ClusterConfig], states: &[ConnectionState]) -> HealthSu
         .iter()
         .map(|c| {
             let st = states.iter().find(|s| s.cluster == c.name);
-            let status = go_status(st.map(|s| s.state.as_str()));
+            let status = go_status(st.map(|s| s.state));
             summary.total += 1;
             match status {
                 "active" => summary.active += 1,

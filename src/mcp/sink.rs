@@ -28,25 +28,8 @@ impl FaultSink for IngestSender {
     }
 }
 
-/// Connection states in their stored spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Connecting,
-    Subscribed,
-    BackingOff,
-    Stopped,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Connecting => "connecting",
-            Self::Subscribed => "subscribed",
-            Self::BackingOff => "backing_off",
-            Self::Stopped => "stopped",
-        }
-    }
-}
+/// The connection states, defined with the record they go into.
+pub use crate::incident::ConnectionPhase as Phase;
 
 /// One cluster's connection figures. Shared between a supervisor and the task that restarts it
 /// after a panic, so counts survive the restart.
@@ -105,7 +88,7 @@ impl ClusterStats {
     fn state_of(&self, s: &StatsInner) -> ConnectionState {
         ConnectionState {
             cluster: self.cluster.clone(),
-            state: s.phase.as_str().to_string(),
+            state: s.phase,
             subscription_id: s.subscription_id.clone(),
             last_error: s.last_error.clone(),
             last_event_at: s.last_event_at,

@@ -26,6 +26,7 @@ use super::sink::{ClusterStats, FaultSink, Phase};
 use super::sse::SseItem;
 use crate::config::{ClusterConfig, ReconnectConfig};
 use crate::fault::ReceivedFault;
+use crate::telemetry::RateLimited;
 
 /// Floor of the first backoff and of the watchdog's periods (zero would spin).
 const MIN_BACKOFF: Duration = Duration::from_millis(1);
@@ -97,25 +98,6 @@ pub enum SessionEnd {
     },
 }
 
-/// Logs a repeated warning at most once per period, with the count of those it held back.
-#[derive(Debug, Default)]
-struct RateLimited {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl RateLimited {
-    /// `Some(suppressed since the last one)` when this occurrence may be logged.
-    fn check(&mut self, now: Instant, every: Duration) -> Option<u64> {
-        if self.last.is_some_and(|t| now.duration_since(t) < every) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
 /// Keeps one cluster subscribed, forever, until cancelled.
 pub struct Supervisor {
     cluster: ClusterConfig,
@@ -144,7 +126,7 @@ impl Supervisor {
             sink,
             stats,
             rng: StdRng::from_os_rng(),
-            malformed_warn: Mutex::new(RateLimited::default()),
+            malformed_warn: Mutex::new(RateLimited::new(MALFORMED_WARN_EVERY)),
         }
     }
 
@@ -371,7 +353,7 @@ impl Supervisor {
             .malformed_warn
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .check(Instant::now(), MALFORMED_WARN_EVERY);
+            .check();
         if let Some(suppressed) = allowed {
             warn!(
                 cluster = %self.name(),
@@ -451,16 +433,5 @@ mod tests {
             b.next_delay(&mut rng);
         }
         assert_eq!(b.ceiling(), Duration::from_secs(60));
-    }
-
-    #[test]
-    fn rate_limited_warnings_count_what_they_hold_back() {
-        let mut r = RateLimited::default();
-        let t0 = Instant::now();
-        let every = Duration::from_secs(10);
-        assert_eq!(r.check(t0, every), Some(0));
-        assert_eq!(r.check(t0 + Duration::from_secs(1), every), None);
-        assert_eq!(r.check(t0 + Duration::from_secs(9), every), None);
-        assert_eq!(r.check(t0 + Duration::from_secs(11), every), Some(2));
     }
 }

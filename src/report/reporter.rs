@@ -80,9 +80,9 @@ impl ReportCounts {
     }
 }
 
-/// `output/investigation.html` of a workspace.
+/// `output/investigation.html` of a workspace ([`Workspace::html_report_file`]).
 pub fn html_report_file(ws: &Workspace) -> PathBuf {
-    ws.output_dir().join("investigation.html")
+    ws.html_report_file()
 }
 
 pub struct Reporter {

@@ -143,11 +143,11 @@ pub fn read(workspace: &Path) -> Option<Verdict> {
         f.take(MAX_VERDICT_BYTES).read_to_end(&mut buf).ok()?;
         Some(buf)
     };
-    let out = workspace.join("output");
-    if let Some(v) = bounded(&out.join("verdict.json")).and_then(|b| parse_json(&b)) {
+    let ws = crate::agent::Workspace::from_dir(workspace);
+    if let Some(v) = bounded(&ws.verdict_file()).and_then(|b| parse_json(&b)) {
         return Some(v);
     }
-    let report = bounded(&out.join("investigation.md"))?;
+    let report = bounded(&ws.report_file())?;
     from_report(&String::from_utf8_lossy(&report))
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{postgres, sqlite, time, Backend, ClaimLimits, Claimed, Result, Store, StoreError};
+use super::{time, ClaimLimits, Claimed, Result, Store, StoreError};
 use crate::accounting::{day_start, hour_start};
 use crate::config::{Config, OnBudget};
 
@@ -196,14 +196,7 @@ impl Store {
         }
         let (store, owner) = (self.clone(), owner.to_owned());
         super::detached(async move {
-            match &store.inner.backend {
-                Backend::Sqlite(pool) => {
-                    sqlite::claim_budgeted(pool, &owner, limits, lease, &policy, now).await
-                }
-                Backend::Postgres(pool) => {
-                    postgres::claim_budgeted(pool, &owner, limits, lease, &policy, now).await
-                }
-            }
+            on_driver!(store.claim_budgeted(&owner, limits, lease, &policy, now))
         })
         .await
     }
@@ -236,10 +229,7 @@ impl Store {
                     cutoff,
                     reason: &reason,
                 };
-                match &store.inner.backend {
-                    Backend::Sqlite(pool) => sqlite::expire_pending(pool, &scope).await,
-                    Backend::Postgres(pool) => postgres::expire_pending(pool, &scope).await,
-                }
+                on_driver!(store.expire_pending(&scope))
             })
             .await?;
         }

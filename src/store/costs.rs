@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{postgres, sqlite, Backend, Result, Store, StoreError};
+use super::{Result, Store, StoreError};
 use crate::accounting::RunUsage;
 
 /// Most incidents [`Store::incident_costs`] takes at once (a list page).
@@ -70,12 +70,12 @@ impl Store {
             )));
         }
         let (store, usage) = (self.clone(), usage.clone());
-        super::detached(async move { dispatch!(store.set_run_usage(id, attempt, &usage)) }).await
+        super::detached(async move { on_portable!(store.set_run_usage(id, attempt, &usage)) }).await
     }
 
     /// Runs started since `since`, grouped by `key`, ordered by key.
     pub async fn cost_groups(&self, since: DateTime<Utc>, key: CostKey) -> Result<Vec<CostGroup>> {
-        dispatch!(self.cost_groups(since, key))
+        on_driver!(self.cost_groups(since, key))
     }
 
     /// The spend of each incident among `ids` over all its runs (`None`: no run has a known
@@ -90,7 +90,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        dispatch!(self.incident_costs(ids))
+        on_driver!(self.incident_costs(ids))
     }
 }
 

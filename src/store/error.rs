@@ -77,6 +77,26 @@ impl StoreError {
         }
     }
 
+    /// True when the database refused the data itself (validation, a constraint, a value it
+    /// cannot store: SQLite's constraint errors, PostgreSQL's integrity-constraint classes and
+    /// class 22, data exception, such as a NUL byte in text or a value out of range), as opposed
+    /// to being unreachable, busy or broken. Only then may a caller drop what it tried to
+    /// write: trying again cannot succeed.
+    pub fn is_refused_data(&self) -> bool {
+        match self {
+            StoreError::InvalidInput(_) | StoreError::InvalidFault { .. } => true,
+            StoreError::Database { source, .. } => source.as_database_error().is_some_and(|db| {
+                // sqlx sorts constraint violations (unique, foreign key, not null, check) of
+                // both backends into kinds other than `Other`.
+                db.kind() != sqlx::error::ErrorKind::Other
+                    || db
+                        .code()
+                        .is_some_and(|c| c.len() == 5 && c.starts_with("22"))
+            }),
+            _ => false,
+        }
+    }
+
     pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
         move |source| StoreError::Database { context, source }
     }
@@ -154,5 +174,18 @@ mod tests {
         assert!(StoreError::db("x")(sqlx::Error::Io(io)).is_unavailable());
         assert!(!StoreError::InvalidInput("bad".into()).is_unavailable());
         assert!(!StoreError::db("x")(sqlx::Error::RowNotFound).is_unavailable());
+    }
+
+    #[test]
+    fn refused_data_is_input_not_an_outage() {
+        assert!(StoreError::InvalidInput("bad".into()).is_refused_data());
+        let fault = StoreError::InvalidFault {
+            index: 0,
+            reason: "empty cluster".into(),
+        };
+        assert!(fault.is_refused_data());
+        assert!(!StoreError::db("x")(sqlx::Error::PoolTimedOut).is_refused_data());
+        assert!(!StoreError::db("x")(sqlx::Error::RowNotFound).is_refused_data());
+        assert!(!StoreError::ReadOnly("standby".into()).is_refused_data());
     }
 }

@@ -124,7 +124,7 @@ fn bounded(s: &str) -> String {
 impl Store {
     fn fleet_pool(&self) -> Result<&PgPool> {
         match &self.inner.backend {
-            Backend::Postgres(pool) => Ok(pool),
+            Backend::Postgres(pg) => Ok(&pg.pool),
             Backend::Sqlite(_) => Err(StoreError::InvalidInput(
                 "a fleet of processes needs PostgreSQL; on SQLite one process owns every cluster"
                     .into(),

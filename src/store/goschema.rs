@@ -121,8 +121,8 @@ impl Store {
     /// Fails with [`StoreError::GoSchema`] when this database is the Go nightcrier's.
     pub(super) async fn refuse_go_schema(&self) -> Result<()> {
         let go = match &self.inner.backend {
-            Backend::Sqlite(pool) => sqlite_is_go(pool).await?,
-            Backend::Postgres(pool) => postgres_is_go(pool).await?,
+            Backend::Sqlite(d) => sqlite_is_go(&d.pool).await?,
+            Backend::Postgres(d) => postgres_is_go(&d.pool).await?,
         };
         if go {
             return Err(StoreError::GoSchema);
@@ -136,8 +136,8 @@ impl Store {
         let (incidents, mut summary) = read_go_sqlite(go_db).await?;
         for inc in &incidents {
             let inserted = match &self.inner.backend {
-                Backend::Sqlite(pool) => insert_sqlite(pool, inc).await?,
-                Backend::Postgres(pool) => insert_postgres(pool, inc).await?,
+                Backend::Sqlite(d) => insert_sqlite(&d.pool, inc).await?,
+                Backend::Postgres(d) => insert_postgres(&d.pool, inc).await?,
             };
             if inserted {
                 summary.imported += 1;

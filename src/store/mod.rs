@@ -5,6 +5,11 @@
 //! an agent, how to parse MCP); the rules it does hold (dedup, limits, fencing) are the ones that
 //! must be atomic, and so must live in the database.
 //!
+//! Layers: `Store` (this file and its topic files: validation, wake-ups, running writes to their
+//! end) over the dialect-free rules ([`batch`], [`rules`], [`error`], [`records`]) and operations
+//! ([`portable`], SQL in [`sql`]), over the contract [`driver::Driver`] that `sqlite` and
+//! `postgres` implement.
+//!
 //! Design notes shared by both backends:
 //! - Every operation is one transaction. On SQLite, writing transactions start with
 //!   `BEGIN IMMEDIATE`, so writers queue on the busy timeout instead of failing when a read lock
@@ -36,10 +41,15 @@ use crate::incident::{
 };
 
 mod batch;
+mod driver;
 mod error;
 mod goschema;
 mod ids;
+mod portable;
 mod postgres;
+mod records;
+mod rules;
+mod sql;
 mod sqlite;
 mod time;
 
@@ -163,17 +173,35 @@ impl Drop for Inner {
     }
 }
 
+/// The two [`driver::Driver`]s, dispatched statically (see `driver` for why not `dyn`).
 enum Backend {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
-/// Calls the same-named function of the backend module with the pool.
-macro_rules! dispatch {
-    ($self:ident . $f:ident ( $($arg:expr),* )) => {
-        match &$self.inner.backend {
-            Backend::Sqlite(pool) => sqlite::$f(pool, $($arg),*).await,
-            Backend::Postgres(pool) => postgres::$f(pool, $($arg),*).await,
+/// Calls a [`driver::Driver`] method on the store's backend and awaits it:
+/// `on_driver!(self.ping())`. The call is written `Driver::method(driver, ..)`, so only the
+/// trait's methods are reachable: the trait is the whole contract.
+macro_rules! on_driver {
+    ($store:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$store.inner.backend {
+            $crate::store::Backend::Sqlite(d) => {
+                $crate::store::driver::Driver::$method(d, $($arg),*).await
+            }
+            $crate::store::Backend::Postgres(d) => {
+                $crate::store::driver::Driver::$method(d, $($arg),*).await
+            }
+        }
+    };
+}
+
+/// Runs an operation of [`portable`] (written once for both drivers) on the store's backend
+/// and awaits it: `on_portable!(self.heartbeat(id, attempt, lease))`.
+macro_rules! on_portable {
+    ($store:ident . $op:ident ( $($arg:expr),* )) => {
+        match &$store.inner.backend {
+            $crate::store::Backend::Sqlite(d) => $crate::store::portable::$op(d, $($arg),*).await,
+            $crate::store::Backend::Postgres(d) => $crate::store::portable::$op(d, $($arg),*).await,
         }
     };
 }
@@ -238,11 +266,14 @@ impl Store {
         let scheme = opts.url.split(':').next().unwrap_or_default();
         let pending = Arc::new(Notify::new());
         let (backend, listener) = match scheme {
-            "sqlite" => (Backend::Sqlite(sqlite::connect(&url, &opts).await?), None),
+            "sqlite" => {
+                let pool = sqlite::connect(&url, &opts).await?;
+                (Backend::Sqlite(sqlite::SqliteStore { pool }), None)
+            }
             "postgres" | "postgresql" => {
                 let pool = postgres::connect(&url, &opts).await?;
                 let listener = postgres::spawn_listener(pool.clone(), pending.clone());
-                (Backend::Postgres(pool), Some(listener))
+                (Backend::Postgres(postgres::PgStore { pool }), Some(listener))
             }
             _ => {
                 return Err(StoreError::InvalidInput(format!(
@@ -270,30 +301,7 @@ impl Store {
     /// Applies pending migrations; idempotent.
     pub async fn migrate(&self) -> Result<()> {
         self.refuse_go_schema().await?;
-        match &self.inner.backend {
-            Backend::Sqlite(pool) => {
-                // sqlx takes no lock around SQLite migrations: when two processes migrate a new
-                // file at once, the loser fails on "table already exists" after the winner's
-                // commit. Running again then finds the migration applied.
-                let migrator = sqlx::migrate!("./migrations/sqlite");
-                let mut tries = 0;
-                loop {
-                    tries += 1;
-                    match migrator.run(pool).await {
-                        // Or on recording the version the winner recorded first
-                        // (`Execute`: UNIQUE constraint on _sqlx_migrations.version).
-                        Err(
-                            sqlx::migrate::MigrateError::ExecuteMigration(..)
-                            | sqlx::migrate::MigrateError::Execute(..),
-                        ) if tries < 5 => {}
-                        other => break other?,
-                    }
-                }
-            }
-            // PostgreSQL migrations run under sqlx's advisory lock.
-            Backend::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
-        }
-        Ok(())
+        on_driver!(self.migrate())
     }
 
     /// `sqlite` or `postgres`.
@@ -306,7 +314,7 @@ impl Store {
 
     /// A trivial query: is the database reachable now?
     pub async fn ping(&self) -> Result<()> {
-        dispatch!(self.ping())
+        on_driver!(self.ping())
     }
 
     /// Turns coalescing of related faults on (`Some(window)`) or off (`None`, the default of a
@@ -325,7 +333,7 @@ impl Store {
     /// read-only file or mount, a PostgreSQL standby): checked at start, so the process does
     /// not report ready and fail at the first write.
     pub async fn check_writable(&self) -> Result<()> {
-        dispatch!(self.check_writable())
+        on_driver!(self.check_writable())
     }
 
     /// Records every fault (an occurrence row each) in one transaction, attaching it to an open
@@ -356,15 +364,8 @@ impl Store {
             .map(chrono::Duration::from_std)
             .transpose()
             .map_err(|_| StoreError::InvalidInput("dedup related window is too large".into()))?;
-        let recorded = match &self.inner.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::record_faults(pool, faults, &groups, cooldown, window).await
-            }
-            Backend::Postgres(pool) => {
-                let sync = self.ingest_synchronous_commit();
-                postgres::record_faults(pool, faults, &groups, cooldown, window, sync).await
-            }
-        }?;
+        let sync = self.ingest_synchronous_commit();
+        let recorded = on_driver!(self.record_faults(faults, &groups, cooldown, window, sync))?;
         if recorded
             .iter()
             .any(|r| r.created && r.status == IncidentStatus::Pending)
@@ -387,7 +388,7 @@ impl Store {
         if faults.is_empty() {
             return Ok(Vec::new());
         }
-        let Backend::Postgres(pool) = &self.inner.backend else {
+        let Backend::Postgres(pg) = &self.inner.backend else {
             return self.record_faults(faults).await;
         };
         let groups = batch::group(faults)?;
@@ -399,9 +400,10 @@ impl Store {
             .transpose()
             .map_err(|_| StoreError::InvalidInput("dedup related window is too large".into()))?;
         let sync = self.ingest_synchronous_commit();
-        let recorded =
-            postgres::record_faults_fenced(pool, faults, &groups, cooldown, window, sync, &fence)
-                .await?;
+        let recorded = postgres::record_faults_fenced(
+            &pg.pool, faults, &groups, cooldown, window, sync, &fence,
+        )
+        .await?;
         if recorded
             .iter()
             .any(|r| r.created && r.status == IncidentStatus::Pending)
@@ -448,7 +450,7 @@ impl Store {
         }
         let lease = time::duration(limits.lease, "lease")?;
         let (store, owner) = (self.clone(), owner.to_owned());
-        detached(async move { dispatch!(store.claim(&owner, limits, lease)) }).await
+        detached(async move { on_driver!(store.claim(&owner, limits, lease)) }).await
     }
 
     /// Extends the lease. `Ok(false)` when the lease is lost (completed, cancelled, rescued, or a
@@ -456,34 +458,26 @@ impl Store {
     pub async fn heartbeat(&self, id: Uuid, attempt: i32, lease: Duration) -> Result<bool> {
         let lease = time::duration(lease, "lease")?;
         let store = self.clone();
-        detached(async move { dispatch!(store.heartbeat(id, attempt, lease)) }).await
+        detached(async move { on_portable!(store.heartbeat(id, attempt, lease)) }).await
     }
 
     /// Records the agent's pid for the running attempt (for crash recovery). `NotFound` when the
     /// attempt has no agent-run row.
     pub async fn set_run_pid(&self, id: Uuid, attempt: i32, pid: i32) -> Result<()> {
-        dispatch!(self.set_run_pid(id, attempt, pid))
+        on_portable!(self.set_run_pid(id, attempt, pid))
     }
 
     /// Records where the attempt's agent log is written. `NotFound` when the attempt has no
     /// agent-run row.
     pub async fn set_run_log_path(&self, id: Uuid, attempt: i32, path: &str) -> Result<()> {
-        dispatch!(self.set_run_log_path(id, attempt, path))
+        on_portable!(self.set_run_log_path(id, attempt, path))
     }
 
-    /// Ends a running attempt. Fenced: `Ok(false)` and no change unless the incident is running
-    /// with this attempt. `outcome.status` must be succeeded, failed or timed_out.
+    /// Ends a running attempt; its incident ends with the run's status. Fenced: `Ok(false)` and
+    /// no change unless the incident is running with this attempt.
     pub async fn complete(&self, id: Uuid, attempt: i32, outcome: &RunOutcome) -> Result<bool> {
-        match outcome.status {
-            IncidentStatus::Succeeded | IncidentStatus::Failed | IncidentStatus::TimedOut => {}
-            other => {
-                return Err(StoreError::InvalidInput(format!(
-                "an agent run cannot complete as {other}: expected succeeded, failed or timed_out"
-            )))
-            }
-        }
         let (store, outcome) = (self.clone(), outcome.clone());
-        detached(async move { dispatch!(store.complete(id, attempt, &outcome)) }).await
+        detached(async move { on_driver!(store.complete(id, attempt, &outcome)) }).await
     }
 
     /// Gives a running attempt back (shutdown interrupted it): `pending` again, or `failed` with
@@ -499,7 +493,7 @@ impl Store {
         let max = max_attempts_i32(max_attempts)?;
         let (store, reason) = (self.clone(), reason.to_owned());
         let requeued =
-            detached(async move { dispatch!(store.requeue(id, attempt, &reason, max)) }).await?;
+            detached(async move { on_driver!(store.requeue(id, attempt, &reason, max)) }).await?;
         if requeued == Some(IncidentStatus::Pending) {
             self.wake();
         }
@@ -510,7 +504,7 @@ impl Store {
     pub async fn rescue_expired(&self, max_attempts: u32) -> Result<RescueCounts> {
         let max = max_attempts_i32(max_attempts)?;
         let store = self.clone();
-        let counts = detached(async move { dispatch!(store.rescue_expired(max)) }).await?;
+        let counts = detached(async move { on_driver!(store.rescue_expired(max)) }).await?;
         if counts.requeued > 0 {
             self.wake();
         }
@@ -525,13 +519,13 @@ impl Store {
                 "lease owner prefix is empty".into(),
             ));
         }
-        dispatch!(self.running_owned_by(owner_prefix))
+        on_driver!(self.running_owned_by(owner_prefix))
     }
 
     /// Terminal → pending (a new attempt budget). `Conflict` for pending/running, and when
     /// another incident of the same fault is open.
     pub async fn retry(&self, id: Uuid) -> Result<Incident> {
-        let incident = dispatch!(self.retry(id))?;
+        let incident = on_driver!(self.retry(id))?;
         self.wake();
         Ok(incident)
     }
@@ -539,7 +533,7 @@ impl Store {
     /// Pending or running → cancelled (a running agent loses its lease at the next heartbeat).
     /// `Conflict` when the incident has already finished.
     pub async fn cancel(&self, id: Uuid) -> Result<Incident> {
-        dispatch!(self.cancel(id))
+        on_driver!(self.cancel(id))
     }
 
     /// The source of a fault (a resolved alert) reports it over at `at`: the open incident of
@@ -560,7 +554,7 @@ impl Store {
         }
         let (store, cluster, fault_id) = (self.clone(), cluster.to_owned(), fault_id.to_owned());
         detached(
-            async move { dispatch!(store.resolve_open(&cluster, &fault_id, at, stop_running)) },
+            async move { on_driver!(store.resolve_open(&cluster, &fault_id, at, stop_running)) },
         )
         .await
     }
@@ -576,7 +570,7 @@ impl Store {
         if filter.cluster.as_deref() == Some("") {
             return Err(StoreError::InvalidInput("cluster filter is empty".into()));
         }
-        dispatch!(self.list(filter, i64::from(limit)))
+        on_driver!(self.list(filter, i64::from(limit)))
     }
 
     /// By full id, by a unique prefix of at least 8 characters of its text form, or by its short
@@ -584,11 +578,11 @@ impl Store {
     pub async fn get(&self, id_or_prefix: &str) -> Result<Incident> {
         match ids::parse(id_or_prefix)? {
             ids::IdQuery::Full(id) => {
-                let found = dispatch!(self.get_by_id(id))?;
+                let found = on_portable!(self.get_by_id(id))?;
                 found.ok_or_else(|| StoreError::NotFound(id.to_string()))
             }
             ids::IdQuery::Prefix(prefix) => {
-                let mut found = dispatch!(self.get_by_prefix(&prefix))?;
+                let mut found = on_driver!(self.get_by_prefix(&prefix))?;
                 match found.len() {
                     0 => Err(StoreError::NotFound(prefix)),
                     1 => Ok(found.remove(0)),
@@ -596,7 +590,7 @@ impl Store {
                 }
             }
             ids::IdQuery::Short(short) => {
-                let mut found = dispatch!(self.get_by_short_id(&short))?;
+                let mut found = on_driver!(self.get_by_short_id(&short))?;
                 match found.len() {
                     0 => Err(StoreError::NotFound(short)),
                     1 => Ok(found.remove(0)),
@@ -611,7 +605,7 @@ impl Store {
 
     /// Oldest first, at most `limit`.
     pub async fn occurrences(&self, id: Uuid, limit: u32) -> Result<Vec<FaultOccurrence>> {
-        dispatch!(self.occurrences(id, i64::from(limit)))
+        on_driver!(self.occurrences(id, i64::from(limit)))
     }
 
     /// What a triage run is given: the first `limit` occurrences, plus the latest occurrence of
@@ -634,17 +628,17 @@ impl Store {
     /// The latest occurrence of each related fault attached to the incident (a faultId other
     /// than its own), in the order they first attached, at most `limit`.
     pub async fn related_occurrences(&self, id: Uuid, limit: u32) -> Result<Vec<FaultOccurrence>> {
-        dispatch!(self.related_occurrences(id, i64::from(limit)))
+        on_driver!(self.related_occurrences(id, i64::from(limit)))
     }
 
     /// Every attempt, oldest first.
     pub async fn agent_runs(&self, id: Uuid) -> Result<Vec<AgentRun>> {
-        dispatch!(self.agent_runs(id))
+        on_portable!(self.agent_runs(id))
     }
 
     /// Ordered by cluster, then status.
     pub async fn status_counts(&self) -> Result<Vec<StatusCount>> {
-        dispatch!(self.status_counts())
+        on_driver!(self.status_counts())
     }
 
     /// Insert or replace the row of `state.cluster`.
@@ -654,18 +648,18 @@ impl Store {
                 "connection state has an empty cluster".into(),
             ));
         }
-        dispatch!(self.put_connection_state(state))
+        on_portable!(self.put_connection_state(state))
     }
 
     /// Ordered by cluster.
     pub async fn connection_states(&self) -> Result<Vec<ConnectionState>> {
-        dispatch!(self.connection_states())
+        on_driver!(self.connection_states())
     }
 
     /// Incidents finished as failed, timed_out or cancelled since `since`, newest first, at most
     /// `limit`. (Skipped incidents are not failures.)
     pub async fn recent_failures(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Incident>> {
-        dispatch!(self.recent_failures(since, i64::from(limit)))
+        on_portable!(self.recent_failures(since, i64::from(limit)))
     }
 
     /// Completes when something new may be pending: after a `record_faults`/`retry`/`requeue` in
@@ -679,10 +673,7 @@ impl Store {
         if let Some(task) = &self.inner.listener {
             task.abort();
         }
-        match &self.inner.backend {
-            Backend::Sqlite(pool) => pool.close().await,
-            Backend::Postgres(pool) => pool.close().await,
-        }
+        on_driver!(self.close())
     }
 
     fn wake(&self) {

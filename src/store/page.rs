@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{postgres, sqlite, Backend, Result, Store, StoreError};
+use super::{Result, Store, StoreError};
 use crate::incident::{Incident, IncidentStatus};
 
 /// Largest page of [`Store::incident_page`].
@@ -100,10 +100,7 @@ impl Store {
             start,
             limit: i64::from(q.size) + 1,
         };
-        let mut rows = match &self.inner.backend {
-            Backend::Sqlite(pool) => sqlite::incident_page(pool, &scan).await?,
-            Backend::Postgres(pool) => postgres::incident_page(pool, &scan).await?,
-        };
+        let mut rows = on_driver!(self.incident_page(&scan))?;
         let more = rows.len() > q.size as usize;
         rows.truncate(q.size as usize);
         if backwards {

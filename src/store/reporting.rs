@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use super::{postgres, sqlite, Backend, Result, Store, StoreError};
+use super::{Result, Store, StoreError};
 use crate::incident::Incident;
 
 /// Largest page of [`Store::unreported_finished`].
@@ -22,18 +22,18 @@ impl Store {
                 "unreported limit {limit} must be between 1 and {MAX_UNREPORTED_LIMIT}"
             )));
         }
-        dispatch!(self.unreported_finished(i64::from(limit)))
+        on_portable!(self.unreported_finished(i64::from(limit)))
     }
 
     /// Marks the run `attempt` of `id` reported. `Ok(false)` when the incident has moved on (a
     /// newer attempt) or does not exist; marking twice is harmless.
     pub async fn mark_reported(&self, id: Uuid, attempt: i32) -> Result<bool> {
-        dispatch!(self.mark_reported(id, attempt))
+        on_portable!(self.mark_reported(id, attempt))
     }
 
     /// Counts one failed reporting try of run `attempt` and returns the failures so far (0 when
     /// the incident has moved on to another attempt).
     pub async fn record_report_failure(&self, id: Uuid, attempt: i32) -> Result<i32> {
-        dispatch!(self.record_report_failure(id, attempt))
+        on_portable!(self.record_report_failure(id, attempt))
     }
 }

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{postgres, sqlite, time, Backend, Result, Store, StoreError};
+use super::{time, Result, Store, StoreError};
 use crate::incident::{Incident, IncidentStatus};
 
 /// Largest page of [`Store::slack_followups`] and [`Store::slack_unopened`].
@@ -57,7 +57,7 @@ fn page(limit: u32) -> Result<i64> {
 
 impl Store {
     pub async fn slack_thread(&self, id: Uuid) -> Result<Option<SlackThread>> {
-        dispatch!(self.slack_thread(id))
+        on_driver!(self.slack_thread(id))
     }
 
     /// Claims the parent post of `id` for `owner` in `channel`: `true` when this call created
@@ -68,7 +68,7 @@ impl Store {
             return Err(StoreError::InvalidInput("empty Slack channel".into()));
         }
         let now = time::now();
-        dispatch!(self.claim_slack_thread(id, channel, owner, now))
+        on_portable!(self.claim_slack_thread(id, channel, owner, now))
     }
 
     /// Takes over a claim whose parent is still unposted and that was made before
@@ -80,7 +80,7 @@ impl Store {
         claimed_before: DateTime<Utc>,
     ) -> Result<bool> {
         let now = time::now();
-        dispatch!(self.take_over_slack_claim(id, owner, claimed_before, now))
+        on_portable!(self.take_over_slack_claim(id, owner, claimed_before, now))
     }
 
     /// Records the posted parent's `ts` and the channel ID Slack answered (`chat.update` and
@@ -96,19 +96,19 @@ impl Store {
         if channel.is_empty() || ts.is_empty() {
             return Err(StoreError::InvalidInput("empty Slack channel or ts".into()));
         }
-        dispatch!(self.set_slack_ts(id, owner, channel, ts))
+        on_portable!(self.set_slack_ts(id, owner, channel, ts))
     }
 
     /// Moves the thread's progress forward (never back).
     pub async fn record_slack_progress(&self, id: Uuid, p: SlackProgress) -> Result<()> {
-        dispatch!(self.record_slack_progress(id, p))
+        on_driver!(self.record_slack_progress(id, p))
     }
 
     /// Incidents whose posted thread is behind: more occurrences than it told, a resolution it
     /// has not told, or a status its parent does not show; oldest `last_seen` first.
     pub async fn slack_followups(&self, limit: u32) -> Result<Vec<Incident>> {
         let limit = page(limit)?;
-        dispatch!(self.slack_followups(limit))
+        on_driver!(self.slack_followups(limit))
     }
 
     /// Open (pending or running) incidents of these severities without a thread, or whose
@@ -128,7 +128,7 @@ impl Store {
                 "at most {MAX_SLACK_SEVERITIES} severities"
             )));
         }
-        dispatch!(self.slack_unopened(severities, stale_before, limit))
+        on_driver!(self.slack_unopened(severities, stale_before, limit))
     }
 }
 

@@ -18,12 +18,15 @@ use super::run::{execute, format_duration, with_retry, RunDeps, RunEnd, SHUTDOWN
 use super::runner::IncidentRunner;
 use super::settings::PoolSettings;
 use super::wakeup::Wakeup;
-use crate::incident::{IncidentStatus, RunOutcome};
+use crate::incident::{RunOutcome, RunStatus};
 use crate::store::{Claimed, Store, StoreError};
-use crate::telemetry::names;
+use crate::supervise::supervise;
+use crate::telemetry::{names, RateLimited};
 
 /// Dispatcher errors (the database is down...) are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+/// How long a panicked rescuer waits before it is started again (doubling on repeats).
+const RESCUER_RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What the pool remembers of a run while its task is alive, to account for it however the task
 /// ends (including a panic, where the task returns nothing).
@@ -52,7 +55,7 @@ pub struct WorkerPool<R: IncidentRunner> {
     stop: CancellationToken,
     /// Cancelled when this process drains out of a fleet: running agents go on, no new claims.
     no_claims: CancellationToken,
-    last_warn: Option<Instant>,
+    warn_limit: RateLimited,
 }
 
 impl<R: IncidentRunner> WorkerPool<R> {
@@ -73,7 +76,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
             reconciled: false,
             stop: CancellationToken::new(),
             no_claims: CancellationToken::new(),
-            last_warn: None,
+            warn_limit: RateLimited::new(WARN_EVERY),
         }
     }
 
@@ -186,7 +189,7 @@ impl<R: IncidentRunner> WorkerPool<R> {
         let message = crate::supervise::panic_message(payload.as_ref());
         error!(incident_id = %info.incident_id, cluster = %info.cluster, panic = %message, "run panicked");
         let outcome = RunOutcome {
-            status: IncidentStatus::Failed,
+            status: RunStatus::Failed,
             reason: Some(format!("panic: {message}")),
             exit_code: None,
         };
@@ -252,13 +255,8 @@ impl<R: IncidentRunner> WorkerPool<R> {
     }
 
     fn warn_limited(&mut self, what: &str, e: &StoreError) {
-        let now = Instant::now();
-        if self
-            .last_warn
-            .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
-        {
-            self.last_warn = Some(now);
-            warn!(error = %e, "{what} failed; will retry");
+        if let Some(suppressed) = self.warn_limit.check() {
+            warn!(error = %e, suppressed, "{what} failed; will retry");
         }
     }
 
@@ -287,9 +285,15 @@ impl<R: IncidentRunner> WorkerPool<R> {
                     settings.rescue_interval,
                     settings.max_attempts,
                 );
-                rescuer = Some(AbortOnDropHandle::new(tokio::spawn(
-                    r.run(rescuer_stop.clone()),
-                )));
+                // Supervised: a panicking rescuer is logged, counted and started again; without
+                // it expired leases would never be returned.
+                let stop = rescuer_stop.clone();
+                rescuer = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                    supervise("rescuer", RESCUER_RESTART_BACKOFF, stop, move |t| {
+                        r.clone().run(t)
+                    })
+                    .await;
+                })));
             }
             if self.reconciled {
                 wakeup.arm();

@@ -7,10 +7,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::store::{RescueCounts, Store, StoreError};
+use crate::telemetry::RateLimited;
 
 /// Database errors are logged at most this often; the loop keeps going regardless.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
+#[derive(Clone)]
 pub struct Rescuer {
     store: Store,
     interval: Duration,
@@ -51,17 +53,15 @@ impl Rescuer {
 
     /// A pass every `interval` until `stop` fires.
     pub async fn run(self, stop: CancellationToken) {
-        let mut last_warn: Option<tokio::time::Instant> = None;
+        let mut warn_limit = RateLimited::new(WARN_EVERY);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(self.interval) => {}
             }
             if let Err(e) = self.run_once().await {
-                let now = tokio::time::Instant::now();
-                if last_warn.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
-                    last_warn = Some(now);
-                    warn!(error = %e, "rescuer pass failed; will retry");
+                if let Some(suppressed) = warn_limit.check() {
+                    warn!(error = %e, suppressed, "rescuer pass failed; will retry");
                 }
             }
         }

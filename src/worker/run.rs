@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::runner::IncidentRunner;
 use super::settings::PoolSettings;
 use crate::agent::phases::PHASES_TARGET;
-use crate::incident::{IncidentStatus, RunOutcome};
+use crate::incident::RunOutcome;
 use crate::store::{Claimed, Store, StoreError};
 
 /// Reason recorded when a shutdown interrupts a run.
@@ -183,7 +183,7 @@ pub(crate) async fn execute<R: IncidentRunner>(deps: RunDeps<R>, claimed: Claime
     }
     // The agent could not be started for lack of a resource (EMFILE, ENOSPC...): give the
     // incident back rather than fail it for good.
-    if report.outcome.status == IncidentStatus::Pending {
+    if report.retry_later {
         let reason = report.outcome.reason.clone().unwrap_or_default();
         warn!(incident_id = %id, reason = %reason, "agent not started; incident given back");
         return match with_retry(|| store.requeue(id, attempt, &reason, max_attempts)).await {

@@ -1,13 +1,10 @@
 //! The seam between the pool and whatever runs an agent.
 
 use std::future::Future;
-use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use tracing::warn;
-
-use crate::agent::{self, AgentRunner, RunReport};
+use crate::agent::{AgentRunner, RunReport};
 use crate::incident::{AgentRun, FaultOccurrence, Incident};
+use tokio_util::sync::CancellationToken;
 
 /// Runs the agent of one claimed incident. Implemented by [`crate::agent::AgentRunner`]; tests
 /// and the benchmark wrap or replace it.
@@ -29,10 +26,6 @@ pub trait IncidentRunner: Send + Sync + 'static {
         -> impl Future<Output = ()> + Send;
 }
 
-/// How long restart recovery waits for a killed leftover group to be gone, so its next run
-/// never overlaps it.
-const LEFTOVER_GONE_WITHIN: Duration = Duration::from_secs(5);
-
 impl IncidentRunner for AgentRunner {
     fn run(
         &self,
@@ -45,29 +38,11 @@ impl IncidentRunner for AgentRunner {
         AgentRunner::run(self, incident, occurrences, attempt, cancel, on_started)
     }
 
-    async fn kill_leftover(&self, incident: &Incident, run: &AgentRun) {
-        let (id, attempt) = (incident.id, run.attempt);
-        // The recorded pid, and any group carrying this run's marker: a crash can come between
-        // the agent's start and the recording of its pid.
-        let mut groups: Vec<i32> = run.pid.into_iter().collect();
-        for g in agent::find_agent_groups() {
-            if g.incident_id == id && g.attempt == attempt && !groups.contains(&g.pgid) {
-                groups.push(g.pgid);
-            }
-        }
-        for pgid in groups {
-            match agent::kill_leftover_group(pgid, id, attempt) {
-                Ok(true) => {
-                    let left = agent::wait_group_gone(pgid, LEFTOVER_GONE_WITHIN).await;
-                    if !left.is_empty() {
-                        warn!(incident_id = %id, pgid, ?left, "leftover agent group still alive after SIGKILL");
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    warn!(incident_id = %id, pgid, error = %e, "cannot kill a leftover agent group")
-                }
-            }
-        }
+    fn kill_leftover(
+        &self,
+        incident: &Incident,
+        run: &AgentRun,
+    ) -> impl Future<Output = ()> + Send {
+        AgentRunner::kill_leftover(self, incident, run)
     }
 }

@@ -90,12 +90,8 @@ impl PoolSettings {
 /// `/proc/<pid>/stat`): unique on this host even when pids are reused, e.g. PID 1 in a container
 /// that restarted. `None` when no such process exists.
 pub fn process_identity(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count fields after its end.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // Field 22 overall is the 20th after the command name.
-    let start = rest.split_whitespace().nth(19)?;
-    Some(format!("{pid}.{start}"))
+    let stat = crate::procfs::stat(i32::try_from(pid).ok()?)?;
+    Some(format!("{pid}.{}", stat.start_time))
 }
 
 /// True when the lease owner names another process that is still running (a live process of the

@@ -151,7 +151,7 @@ impl IngestWriter {
                     return Attempt::Recorded(recorded);
                 }
                 Err(e) if e.is_corrupt() => return Attempt::Corrupt(e),
-                Err(e) if rejects_data(&e) => {
+                Err(e) if e.is_refused_data() => {
                     data_errors += 1;
                     let deterministic = matches!(
                         e,
@@ -267,19 +267,5 @@ impl IngestWriter {
         self.shared().release(faults);
         // The burst is over once the writer keeps up again.
         self.shared().drops.flush(false);
-    }
-}
-
-/// True when the database refused the data itself (validation, a constraint, a value it cannot
-/// store), as opposed to being unreachable, busy or broken: only then may a fault be dropped.
-fn rejects_data(e: &StoreError) -> bool {
-    match e {
-        StoreError::InvalidInput(_) | StoreError::InvalidFault { .. } => true,
-        StoreError::Database { source, .. } => source.as_database_error().is_some_and(|db| {
-            db.kind() != sqlx::error::ErrorKind::Other
-                // PostgreSQL class 22: data exception (a NUL byte in text, a value out of range).
-                || db.code().is_some_and(|c| c.len() == 5 && c.starts_with("22"))
-        }),
-        _ => false,
     }
 }

@@ -6,41 +6,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::accounting::RunUsage;
 use crate::store::costs::key_column;
 use crate::store::{CostGroup, CostKey, Result, StoreError};
-
-pub(in crate::store) async fn set_run_usage(
-    pool: &PgPool,
-    id: Uuid,
-    attempt: i32,
-    u: &RunUsage,
-) -> Result<()> {
-    let done = sqlx::query(
-        "UPDATE agent_runs SET model = $1, input_tokens = $2, output_tokens = $3, \
-           cache_read_tokens = $4, cache_write_tokens = $5, turns = $6, cost_usd = $7, \
-           accounting = $8, agent_error = $9 \
-         WHERE incident_id = $10 AND attempt = $11",
-    )
-    .bind(&u.model)
-    .bind(u.input_tokens)
-    .bind(u.output_tokens)
-    .bind(u.cache_read_tokens)
-    .bind(u.cache_write_tokens)
-    .bind(u.turns)
-    .bind(u.cost_usd)
-    .bind(u.accounting.as_str())
-    .bind(u.agent_error)
-    .bind(id)
-    .bind(attempt)
-    .execute(pool)
-    .await
-    .map_err(StoreError::db("recording an agent run's usage"))?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound(format!("{id} (attempt {attempt})")));
-    }
-    Ok(())
-}
 
 pub(in crate::store) async fn cost_groups(
     pool: &PgPool,

@@ -4,11 +4,11 @@
 
 mod budgets;
 mod costs;
+mod driver;
 mod listener;
 mod page;
 mod queue;
 mod record;
-mod reporting;
 mod resolve;
 mod rows;
 mod slack;
@@ -16,7 +16,6 @@ mod slack;
 use std::future::Future;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
@@ -27,14 +26,18 @@ pub(super) use listener::spawn_listener;
 pub(super) use page::incident_page;
 pub(super) use queue::*;
 pub(super) use record::{record_faults, record_faults_fenced};
-pub(super) use reporting::*;
 pub(super) use resolve::resolve_open;
 pub(super) use slack::*;
 
-use super::{time, ListFilter, Result, StatusCount, StoreError, StoreOptions};
+use super::{ListFilter, Result, StatusCount, StoreError, StoreOptions};
 use crate::config::DatabaseUrl;
-use crate::incident::{AgentRun, ConnectionState, FaultOccurrence, Incident};
-use rows::{INCIDENT_COLUMNS, RUN_COLUMNS};
+use crate::incident::{ConnectionState, FaultOccurrence, Incident};
+use rows::INCIDENT_COLUMNS;
+
+/// The PostgreSQL [`super::driver::Driver`]: a pool shared with other processes.
+pub(in crate::store) struct PgStore {
+    pub(in crate::store) pool: PgPool,
+}
 
 /// Attempts of a transaction that failed on a deadlock or serialization conflict.
 const TX_ATTEMPTS: usize = 5;
@@ -83,6 +86,12 @@ async fn notify_pending(tx: &mut sqlx::PgConnection, context: &'static str) -> R
     Ok(())
 }
 
+/// Runs under sqlx's advisory lock, so concurrent processes migrate one after the other.
+async fn migrate(pool: &PgPool) -> Result<()> {
+    sqlx::migrate!("./migrations/postgres").run(pool).await?;
+    Ok(())
+}
+
 pub(super) async fn ping(pool: &PgPool) -> Result<()> {
     sqlx::query("SELECT 1")
         .execute(pool)
@@ -121,17 +130,6 @@ pub(super) async fn list(pool: &PgPool, filter: &ListFilter, limit: i64) -> Resu
         .await
         .map_err(StoreError::db("listing incidents"))?;
     rows.iter().map(rows::incident).collect()
-}
-
-pub(super) async fn get_by_id(pool: &PgPool, id: Uuid) -> Result<Option<Incident>> {
-    let row = sqlx::query(&format!(
-        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
-    .map_err(StoreError::db("reading an incident"))?;
-    row.as_ref().map(rows::incident).transpose()
 }
 
 /// At most two matches: enough to tell unique from ambiguous. `prefix` holds only hex digits and
@@ -216,17 +214,6 @@ pub(super) async fn related_occurrences(
     rows.iter().map(rows::occurrence).collect()
 }
 
-pub(super) async fn agent_runs(pool: &PgPool, id: Uuid) -> Result<Vec<AgentRun>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} FROM agent_runs WHERE incident_id = $1 ORDER BY attempt"
-    ))
-    .bind(id)
-    .fetch_all(pool)
-    .await
-    .map_err(StoreError::db("reading agent runs"))?;
-    rows.iter().map(rows::agent_run).collect()
-}
-
 pub(super) async fn status_counts(pool: &PgPool) -> Result<Vec<StatusCount>> {
     let rows = sqlx::query(
         "SELECT cluster, status, count(*) AS n FROM incidents \
@@ -246,32 +233,6 @@ pub(super) async fn status_counts(pool: &PgPool) -> Result<Vec<StatusCount>> {
         .collect()
 }
 
-pub(super) async fn put_connection_state(pool: &PgPool, s: &ConnectionState) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO connection_states (cluster, state, subscription_id, last_error, \
-         last_event_at, events_received, events_malformed, reconnects, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (cluster) DO UPDATE SET state = EXCLUDED.state, \
-         subscription_id = EXCLUDED.subscription_id, last_error = EXCLUDED.last_error, \
-         last_event_at = EXCLUDED.last_event_at, events_received = EXCLUDED.events_received, \
-         events_malformed = EXCLUDED.events_malformed, reconnects = EXCLUDED.reconnects, \
-         updated_at = EXCLUDED.updated_at",
-    )
-    .bind(&s.cluster)
-    .bind(&s.state)
-    .bind(&s.subscription_id)
-    .bind(&s.last_error)
-    .bind(s.last_event_at.map(time::truncate))
-    .bind(s.events_received)
-    .bind(s.events_malformed)
-    .bind(s.reconnects)
-    .bind(time::truncate(s.updated_at))
-    .execute(pool)
-    .await
-    .map_err(StoreError::db("saving a connection state"))?;
-    Ok(())
-}
-
 pub(super) async fn connection_states(pool: &PgPool) -> Result<Vec<ConnectionState>> {
     let rows = sqlx::query(
         "SELECT cluster, state, subscription_id, last_error, last_event_at, events_received, \
@@ -281,22 +242,4 @@ pub(super) async fn connection_states(pool: &PgPool) -> Result<Vec<ConnectionSta
     .await
     .map_err(StoreError::db("reading connection states"))?;
     rows.iter().map(rows::connection_state).collect()
-}
-
-pub(super) async fn recent_failures(
-    pool: &PgPool,
-    since: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<Incident>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {INCIDENT_COLUMNS} FROM incidents \
-         WHERE finished_at >= $1 AND status IN ('failed', 'timed_out', 'cancelled') \
-         ORDER BY finished_at DESC, id DESC LIMIT $2"
-    ))
-    .bind(since)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-    .map_err(StoreError::db("reading recent failures"))?;
-    rows.iter().map(rows::incident).collect()
 }

@@ -9,10 +9,12 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::rows::{self, INCIDENT_COLUMNS, RUN_COLUMNS};
+use super::rows::{self, INCIDENT_COLUMNS};
 use super::{notify_pending, with_retry};
 use crate::incident::{AgentRun, Incident, IncidentStatus, RunOutcome};
 use crate::store::budgets::BudgetPolicy;
+use crate::store::rules::{self, RunEnd};
+use crate::store::sql;
 use crate::store::{time, ClaimLimits, Claimed, RescueCounts, Result, StoreError};
 
 // The advisory lock key of claims ("nightcrier claim"), written out in `CLAIM_BEGIN`:
@@ -143,74 +145,6 @@ async fn claim_once(
     }))
 }
 
-pub(in crate::store) async fn heartbeat(
-    pool: &PgPool,
-    id: Uuid,
-    attempt: i32,
-    lease: Duration,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE incidents SET lease_expires_at = $1 \
-         WHERE id = $2 AND attempt = $3 AND status = 'running'",
-    )
-    .bind(time::now() + lease)
-    .bind(id)
-    .bind(attempt)
-    .execute(pool)
-    .await
-    .map_err(StoreError::db("extending a lease"))?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(in crate::store) async fn set_run_pid(
-    pool: &PgPool,
-    id: Uuid,
-    attempt: i32,
-    pid: i32,
-) -> Result<()> {
-    let done =
-        sqlx::query("UPDATE agent_runs SET pid = $1 WHERE incident_id = $2 AND attempt = $3")
-            .bind(pid)
-            .bind(id)
-            .bind(attempt)
-            .execute(pool)
-            .await
-            .map_err(StoreError::db("recording an agent's pid"))?;
-    found(done.rows_affected(), id, attempt)
-}
-
-pub(in crate::store) async fn set_run_log_path(
-    pool: &PgPool,
-    id: Uuid,
-    attempt: i32,
-    path: &str,
-) -> Result<()> {
-    let done =
-        sqlx::query("UPDATE agent_runs SET log_path = $1 WHERE incident_id = $2 AND attempt = $3")
-            .bind(path)
-            .bind(id)
-            .bind(attempt)
-            .execute(pool)
-            .await
-            .map_err(StoreError::db("recording an agent's log path"))?;
-    found(done.rows_affected(), id, attempt)
-}
-
-fn found(rows: u64, id: Uuid, attempt: i32) -> Result<()> {
-    if rows == 0 {
-        return Err(StoreError::NotFound(format!("{id} (attempt {attempt})")));
-    }
-    Ok(())
-}
-
-/// How an attempt's agent-run row ends.
-pub(super) struct RunEnd<'a> {
-    pub(super) outcome: IncidentStatus,
-    pub(super) reason: Option<&'a str>,
-    pub(super) exit_code: Option<i32>,
-    pub(super) at: DateTime<Utc>,
-}
-
 pub(super) async fn finish_run(
     tx: &mut sqlx::PgConnection,
     id: Uuid,
@@ -218,19 +152,16 @@ pub(super) async fn finish_run(
     end: RunEnd<'_>,
     context: &'static str,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE agent_runs SET finished_at = $1, outcome = $2, reason = $3, exit_code = $4 \
-         WHERE incident_id = $5 AND attempt = $6 AND finished_at IS NULL",
-    )
-    .bind(end.at)
-    .bind(end.outcome.as_str())
-    .bind(end.reason)
-    .bind(end.exit_code)
-    .bind(id)
-    .bind(attempt)
-    .execute(tx)
-    .await
-    .map_err(StoreError::db(context))?;
+    sqlx::query(sql::FINISH_RUN)
+        .bind(end.at)
+        .bind(end.outcome.as_str())
+        .bind(end.reason)
+        .bind(end.exit_code)
+        .bind(id)
+        .bind(attempt)
+        .execute(tx)
+        .await
+        .map_err(StoreError::db(context))?;
     Ok(())
 }
 
@@ -281,32 +212,20 @@ pub(in crate::store) async fn requeue(
     const CTX: &str = "requeueing an interrupted run";
     let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
     let now = time::now();
-    let row = sqlx::query(
-        "UPDATE incidents SET \
-           status = CASE WHEN attempt - attempt_base >= $1 THEN 'failed' ELSE 'pending' END, \
-           failure_reason = CASE WHEN attempt - attempt_base >= $1 THEN $2 ELSE NULL END, \
-           finished_at = CASE WHEN attempt - attempt_base >= $1 THEN $3 ELSE NULL END, \
-           lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id = $4 AND attempt = $5 AND status = 'running' RETURNING status",
-    )
-    .bind(max_attempts)
-    .bind(reason)
-    .bind(now)
-    .bind(id)
-    .bind(attempt)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(StoreError::db(CTX))?;
+    let row = sqlx::query(sql::REQUEUE)
+        .bind(max_attempts)
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .bind(attempt)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
     let Some(row) = row else {
         return Ok(None);
     };
     let status = rows::status(row.get("status"))?;
-    let end = RunEnd {
-        outcome: IncidentStatus::Failed,
-        reason: Some(reason),
-        exit_code: None,
-        at: now,
-    };
+    let end = RunEnd::interrupted(reason, now);
     finish_run(&mut tx, id, attempt, end, CTX).await?;
     if status == IncidentStatus::Pending {
         notify_pending(&mut tx, CTX).await?;
@@ -320,35 +239,23 @@ pub(in crate::store) async fn rescue_expired(
     max_attempts: i32,
 ) -> Result<RescueCounts> {
     const CTX: &str = "rescuing expired leases";
-    const REASON: &str = "lease expired";
+    const REASON: &str = rules::LEASE_EXPIRED;
     let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
     let now = time::now();
-    let rescued = sqlx::query(
-        "UPDATE incidents SET \
-           status = CASE WHEN attempt - attempt_base >= $1 THEN 'failed' ELSE 'pending' END, \
-           failure_reason = CASE WHEN attempt - attempt_base >= $1 THEN $2 ELSE NULL END, \
-           finished_at = CASE WHEN attempt - attempt_base >= $1 THEN $3 ELSE NULL END, \
-           lease_owner = NULL, lease_expires_at = NULL \
-         WHERE status = 'running' AND lease_expires_at <= $3 RETURNING id, attempt, status",
-    )
-    .bind(max_attempts)
-    .bind(REASON)
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(StoreError::db(CTX))?;
+    let rescued = sqlx::query(sql::RESCUE_EXPIRED)
+        .bind(max_attempts)
+        .bind(REASON)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
     let mut counts = RescueCounts::default();
     for row in &rescued {
         match rows::status(row.get("status"))? {
             IncidentStatus::Pending => counts.requeued += 1,
             _ => counts.failed += 1,
         }
-        let end = RunEnd {
-            outcome: IncidentStatus::Failed,
-            reason: Some(REASON),
-            exit_code: None,
-            at: now,
-        };
+        let end = RunEnd::interrupted(REASON, now);
         finish_run(&mut tx, row.get("id"), row.get("attempt"), end, CTX).await?;
     }
     if counts.requeued > 0 {
@@ -375,14 +282,12 @@ pub(in crate::store) async fn running_owned_by(
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let incident = rows::incident(row)?;
-        let run = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM agent_runs WHERE incident_id = $1 AND attempt = $2"
-        ))
-        .bind(incident.id)
-        .bind(incident.attempt)
-        .fetch_optional(pool)
-        .await
-        .map_err(StoreError::db("reading running incidents"))?;
+        let run = sqlx::query(sql::RUN_OF_ATTEMPT)
+            .bind(incident.id)
+            .bind(incident.attempt)
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::db("reading running incidents"))?;
         if let Some(run) = run {
             out.push((incident, rows::agent_run(&run)?));
         }
@@ -418,30 +323,18 @@ pub(in crate::store) async fn retry(pool: &PgPool, id: Uuid) -> Result<Incident>
     const CTX: &str = "retrying an incident";
     let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
     let current = load(&mut tx, id, CTX).await?;
-    if current.status.is_open() {
-        let err = StoreError::Conflict(format!(
-            "incident {id} is {}: only finished incidents can be retried",
-            current.status
-        ));
+    if let Err(err) = rules::check_retryable(&current) {
         return Err(release(tx, err).await);
     }
-    let other: Option<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM incidents WHERE cluster = $1 AND fault_id = $2 \
-         AND status IN ('pending', 'running') AND id <> $3",
-    )
-    .bind(&current.cluster)
-    .bind(&current.fault_id)
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(StoreError::db(CTX))?;
-    let open_conflict = |other: String| {
-        StoreError::Conflict(format!(
-            "incident {id} cannot be retried: incident {other} for the same fault is already open"
-        ))
-    };
+    let other: Option<Uuid> = sqlx::query_scalar(sql::OTHER_OPEN)
+        .bind(&current.cluster)
+        .bind(&current.fault_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
     if let Some(other) = other {
-        return Err(release(tx, open_conflict(other.to_string())).await);
+        return Err(release(tx, rules::open_elsewhere(id, &other.to_string())).await);
     }
     let row = sqlx::query(&format!(
         "UPDATE incidents SET status = 'pending', attempt_base = attempt, failure_reason = NULL, \
@@ -456,7 +349,7 @@ pub(in crate::store) async fn retry(pool: &PgPool, id: Uuid) -> Result<Incident>
     .map_err(|e| match &e {
         // Another process opened an incident for this fault since the check above.
         sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
-            open_conflict("(new)".into())
+            rules::open_elsewhere(id, "(new)")
         }
         _ => StoreError::db(CTX)(e),
     })?;
@@ -470,11 +363,7 @@ pub(in crate::store) async fn cancel(pool: &PgPool, id: Uuid) -> Result<Incident
     const CTX: &str = "cancelling an incident";
     let mut tx = pool.begin().await.map_err(StoreError::db(CTX))?;
     let current = load(&mut tx, id, CTX).await?;
-    if current.status.is_terminal() {
-        let err = StoreError::Conflict(format!(
-            "incident {id} is already {}: only pending or running incidents can be cancelled",
-            current.status
-        ));
+    if let Err(err) = rules::check_cancellable(&current) {
         return Err(release(tx, err).await);
     }
     let now = time::now();
@@ -488,12 +377,7 @@ pub(in crate::store) async fn cancel(pool: &PgPool, id: Uuid) -> Result<Incident
     .await
     .map_err(StoreError::db(CTX))?;
     if current.status == IncidentStatus::Running {
-        let end = RunEnd {
-            outcome: IncidentStatus::Cancelled,
-            reason: Some("cancelled"),
-            exit_code: None,
-            at: now,
-        };
+        let end = RunEnd::stopped(rules::CANCELLED, now);
         finish_run(&mut tx, id, current.attempt, end, CTX).await?;
     }
     let incident = rows::incident(&row)?;

@@ -5,9 +5,10 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::queue::{finish_run, RunEnd};
+use super::queue::finish_run;
 use super::rows::{self, INCIDENT_COLUMNS};
 use crate::incident::IncidentStatus;
+use crate::store::rules::RunEnd;
 use crate::store::{time, Resolution, Resolved, Result, StoreError, RESOLVED_RUN_REASON};
 
 pub(in crate::store) async fn resolve_open(
@@ -55,12 +56,7 @@ pub(in crate::store) async fn resolve_open(
         .await
         .map_err(StoreError::db(CTX))?;
         if current.status == IncidentStatus::Running {
-            let end = RunEnd {
-                outcome: IncidentStatus::Cancelled,
-                reason: Some(RESOLVED_RUN_REASON),
-                exit_code: None,
-                at: now,
-            };
+            let end = RunEnd::stopped(RESOLVED_RUN_REASON, now);
             finish_run(&mut tx, current.id, current.attempt, end, CTX).await?;
             Resolution::Stopped
         } else {

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::rows::{self, INCIDENT_COLUMNS};
 use crate::incident::Incident;
 use crate::store::slack::{placeholders, SlackProgress, SlackThread};
+use crate::store::sql;
 use crate::store::{Result, StoreError};
 
 const CTX: &str = "reading a Slack thread";
@@ -32,77 +33,12 @@ fn thread(row: &PgRow) -> Result<SlackThread> {
 }
 
 pub(in crate::store) async fn slack_thread(pool: &PgPool, id: Uuid) -> Result<Option<SlackThread>> {
-    let row = sqlx::query("SELECT * FROM slack_threads WHERE incident_id = $1")
+    let row = sqlx::query(sql::SLACK_THREAD)
         .bind(id)
         .fetch_optional(pool)
         .await
         .map_err(StoreError::db(CTX))?;
     row.as_ref().map(thread).transpose()
-}
-
-pub(in crate::store) async fn claim_slack_thread(
-    pool: &PgPool,
-    id: Uuid,
-    channel: &str,
-    owner: &str,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO slack_threads \
-           (incident_id, channel, claim_owner, claimed_at, posted_occurrences) \
-         SELECT id, $1, $2, $3, occurrences FROM incidents WHERE id = $4 \
-         ON CONFLICT (incident_id) DO NOTHING",
-    )
-    .bind(channel)
-    .bind(owner)
-    .bind(now)
-    .bind(id)
-    .execute(pool)
-    .await
-    .map_err(StoreError::db("claiming a Slack thread"))?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(in crate::store) async fn take_over_slack_claim(
-    pool: &PgPool,
-    id: Uuid,
-    owner: &str,
-    claimed_before: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE slack_threads SET claim_owner = $1, claimed_at = $2 \
-         WHERE incident_id = $3 AND ts IS NULL AND claimed_at < $4",
-    )
-    .bind(owner)
-    .bind(now)
-    .bind(id)
-    .bind(claimed_before)
-    .execute(pool)
-    .await
-    .map_err(StoreError::db("taking over a Slack claim"))?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(in crate::store) async fn set_slack_ts(
-    pool: &PgPool,
-    id: Uuid,
-    owner: &str,
-    channel: &str,
-    ts: &str,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE slack_threads SET ts = $1, channel = $2 \
-         WHERE incident_id = $3 AND claim_owner = $4 AND ts IS NULL",
-    )
-    .bind(ts)
-    .bind(channel)
-    .bind(id)
-    .bind(owner)
-    .execute(pool)
-    .await
-    .map_err(StoreError::db("recording a Slack message"))?;
-    Ok(done.rows_affected() == 1)
 }
 
 pub(in crate::store) async fn record_slack_progress(

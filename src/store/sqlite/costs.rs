@@ -6,41 +6,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
-use crate::accounting::RunUsage;
 use crate::store::costs::key_column;
 use crate::store::{time, CostGroup, CostKey, Result, StoreError};
-
-pub(in crate::store) async fn set_run_usage(
-    pool: &SqlitePool,
-    id: Uuid,
-    attempt: i32,
-    u: &RunUsage,
-) -> Result<()> {
-    let done = sqlx::query(
-        "UPDATE agent_runs SET model = ?, input_tokens = ?, output_tokens = ?, \
-           cache_read_tokens = ?, cache_write_tokens = ?, turns = ?, cost_usd = ?, \
-           accounting = ?, agent_error = ? \
-         WHERE incident_id = ? AND attempt = ?",
-    )
-    .bind(&u.model)
-    .bind(u.input_tokens)
-    .bind(u.output_tokens)
-    .bind(u.cache_read_tokens)
-    .bind(u.cache_write_tokens)
-    .bind(u.turns)
-    .bind(u.cost_usd)
-    .bind(u.accounting.as_str())
-    .bind(u.agent_error)
-    .bind(id.to_string())
-    .bind(attempt)
-    .execute(pool)
-    .await
-    .map_err(StoreError::db("recording an agent run's usage"))?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound(format!("{id} (attempt {attempt})")));
-    }
-    Ok(())
-}
 
 pub(in crate::store) async fn cost_groups(
     pool: &SqlitePool,

@@ -2,17 +2,16 @@
 
 mod budgets;
 mod costs;
+mod driver;
 mod page;
 mod queue;
 mod record;
-mod reporting;
 mod resolve;
 mod rows;
 mod slack;
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
@@ -22,14 +21,18 @@ pub(super) use costs::*;
 pub(super) use page::incident_page;
 pub(super) use queue::*;
 pub(super) use record::record_faults;
-pub(super) use reporting::*;
 pub(super) use resolve::resolve_open;
 pub(super) use slack::*;
 
 use super::{time, ListFilter, Result, StatusCount, StoreError, StoreOptions};
 use crate::config::DatabaseUrl;
-use crate::incident::{AgentRun, ConnectionState, FaultOccurrence, Incident};
-use rows::{INCIDENT_COLUMNS, RUN_COLUMNS};
+use crate::incident::{ConnectionState, FaultOccurrence, Incident};
+use rows::INCIDENT_COLUMNS;
+
+/// The SQLite [`super::driver::Driver`]: a pool on one file in WAL mode.
+pub(in crate::store) struct SqliteStore {
+    pub(in crate::store) pool: SqlitePool,
+}
 
 /// See [`super::sqlite_file`].
 pub(super) fn file_of(url: &str) -> Option<std::path::PathBuf> {
@@ -135,6 +138,26 @@ async fn begin(pool: &SqlitePool, context: &'static str) -> Result<Transaction<'
         .map_err(StoreError::db(context))
 }
 
+async fn migrate(pool: &SqlitePool) -> Result<()> {
+    // sqlx takes no lock around SQLite migrations: when two processes migrate a new file at
+    // once, the loser fails on "table already exists" after the winner's commit. Running again
+    // then finds the migration applied.
+    let migrator = sqlx::migrate!("./migrations/sqlite");
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match migrator.run(pool).await {
+            // Or on recording the version the winner recorded first
+            // (`Execute`: UNIQUE constraint on _sqlx_migrations.version).
+            Err(
+                sqlx::migrate::MigrateError::ExecuteMigration(..)
+                | sqlx::migrate::MigrateError::Execute(..),
+            ) if tries < 5 => {}
+            other => break Ok(other?),
+        }
+    }
+}
+
 pub(super) async fn ping(pool: &SqlitePool) -> Result<()> {
     sqlx::query("SELECT 1")
         .execute(pool)
@@ -165,17 +188,6 @@ pub(super) async fn list(
         .await
         .map_err(StoreError::db("listing incidents"))?;
     rows.iter().map(rows::incident).collect()
-}
-
-pub(super) async fn get_by_id(pool: &SqlitePool, id: Uuid) -> Result<Option<Incident>> {
-    let row = sqlx::query(&format!(
-        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?"
-    ))
-    .bind(id.to_string())
-    .fetch_optional(pool)
-    .await
-    .map_err(StoreError::db("reading an incident"))?;
-    row.as_ref().map(rows::incident).transpose()
 }
 
 /// At most two matches: enough to tell unique from ambiguous. `prefix` holds only hex digits and
@@ -259,17 +271,6 @@ pub(super) async fn related_occurrences(
     rows.iter().map(rows::occurrence).collect()
 }
 
-pub(super) async fn agent_runs(pool: &SqlitePool, id: Uuid) -> Result<Vec<AgentRun>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} FROM agent_runs WHERE incident_id = ? ORDER BY attempt"
-    ))
-    .bind(id.to_string())
-    .fetch_all(pool)
-    .await
-    .map_err(StoreError::db("reading agent runs"))?;
-    rows.iter().map(rows::agent_run).collect()
-}
-
 pub(super) async fn status_counts(pool: &SqlitePool) -> Result<Vec<StatusCount>> {
     let rows = sqlx::query(
         "SELECT cluster, status, count(*) AS n FROM incidents \
@@ -289,32 +290,6 @@ pub(super) async fn status_counts(pool: &SqlitePool) -> Result<Vec<StatusCount>>
         .collect()
 }
 
-pub(super) async fn put_connection_state(pool: &SqlitePool, s: &ConnectionState) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO connection_states (cluster, state, subscription_id, last_error, \
-         last_event_at, events_received, events_malformed, reconnects, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (cluster) DO UPDATE SET state = excluded.state, \
-         subscription_id = excluded.subscription_id, last_error = excluded.last_error, \
-         last_event_at = excluded.last_event_at, events_received = excluded.events_received, \
-         events_malformed = excluded.events_malformed, reconnects = excluded.reconnects, \
-         updated_at = excluded.updated_at",
-    )
-    .bind(&s.cluster)
-    .bind(&s.state)
-    .bind(&s.subscription_id)
-    .bind(&s.last_error)
-    .bind(s.last_event_at.map(time::to_micros))
-    .bind(s.events_received)
-    .bind(s.events_malformed)
-    .bind(s.reconnects)
-    .bind(time::to_micros(s.updated_at))
-    .execute(pool)
-    .await
-    .map_err(StoreError::db("saving a connection state"))?;
-    Ok(())
-}
-
 pub(super) async fn connection_states(pool: &SqlitePool) -> Result<Vec<ConnectionState>> {
     let rows = sqlx::query(
         "SELECT cluster, state, subscription_id, last_error, last_event_at, events_received, \
@@ -324,22 +299,4 @@ pub(super) async fn connection_states(pool: &SqlitePool) -> Result<Vec<Connectio
     .await
     .map_err(StoreError::db("reading connection states"))?;
     rows.iter().map(rows::connection_state).collect()
-}
-
-pub(super) async fn recent_failures(
-    pool: &SqlitePool,
-    since: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<Incident>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {INCIDENT_COLUMNS} FROM incidents \
-         WHERE finished_at >= ? AND status IN ('failed', 'timed_out', 'cancelled') \
-         ORDER BY finished_at DESC, id DESC LIMIT ?"
-    ))
-    .bind(time::to_micros(since))
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-    .map_err(StoreError::db("reading recent failures"))?;
-    rows.iter().map(rows::incident).collect()
 }

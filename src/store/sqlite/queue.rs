@@ -9,8 +9,10 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::begin;
-use super::rows::{self, INCIDENT_COLUMNS, RUN_COLUMNS};
+use super::rows::{self, INCIDENT_COLUMNS};
 use crate::incident::{AgentRun, Incident, IncidentStatus, RunOutcome};
+use crate::store::rules::{self, RunEnd};
+use crate::store::sql;
 use crate::store::{time, ClaimLimits, Claimed, RescueCounts, Result, StoreError};
 
 /// One autocommit statement. For a writing statement SQLite takes the write lock before it
@@ -84,73 +86,6 @@ pub(super) fn claim_statement<'a>(
     qb
 }
 
-pub(in crate::store) async fn heartbeat(
-    pool: &SqlitePool,
-    id: Uuid,
-    attempt: i32,
-    lease: Duration,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE incidents SET lease_expires_at = ? \
-         WHERE id = ? AND attempt = ? AND status = 'running'",
-    )
-    .bind(time::to_micros(time::now() + lease))
-    .bind(id.to_string())
-    .bind(attempt)
-    .execute(pool)
-    .await
-    .map_err(StoreError::db("extending a lease"))?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(in crate::store) async fn set_run_pid(
-    pool: &SqlitePool,
-    id: Uuid,
-    attempt: i32,
-    pid: i32,
-) -> Result<()> {
-    let done = sqlx::query("UPDATE agent_runs SET pid = ? WHERE incident_id = ? AND attempt = ?")
-        .bind(pid)
-        .bind(id.to_string())
-        .bind(attempt)
-        .execute(pool)
-        .await
-        .map_err(StoreError::db("recording an agent's pid"))?;
-    found(done.rows_affected(), id, attempt)
-}
-
-pub(in crate::store) async fn set_run_log_path(
-    pool: &SqlitePool,
-    id: Uuid,
-    attempt: i32,
-    path: &str,
-) -> Result<()> {
-    let done =
-        sqlx::query("UPDATE agent_runs SET log_path = ? WHERE incident_id = ? AND attempt = ?")
-            .bind(path)
-            .bind(id.to_string())
-            .bind(attempt)
-            .execute(pool)
-            .await
-            .map_err(StoreError::db("recording an agent's log path"))?;
-    found(done.rows_affected(), id, attempt)
-}
-
-fn found(rows: u64, id: Uuid, attempt: i32) -> Result<()> {
-    if rows == 0 {
-        return Err(StoreError::NotFound(format!("{id} (attempt {attempt})")));
-    }
-    Ok(())
-}
-
-/// How an attempt's agent-run row ends.
-pub(super) struct RunEnd<'a> {
-    pub(super) outcome: IncidentStatus,
-    pub(super) reason: Option<&'a str>,
-    pub(super) exit_code: Option<i32>,
-    pub(super) at: i64,
-}
-
 /// Ends the attempt's agent-run row.
 pub(super) async fn finish_run(
     tx: &mut sqlx::SqliteConnection,
@@ -159,19 +94,16 @@ pub(super) async fn finish_run(
     end: RunEnd<'_>,
     context: &'static str,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE agent_runs SET finished_at = ?, outcome = ?, reason = ?, exit_code = ? \
-         WHERE incident_id = ? AND attempt = ? AND finished_at IS NULL",
-    )
-    .bind(end.at)
-    .bind(end.outcome.as_str())
-    .bind(end.reason)
-    .bind(end.exit_code)
-    .bind(id)
-    .bind(attempt)
-    .execute(tx)
-    .await
-    .map_err(StoreError::db(context))?;
+    sqlx::query(sql::FINISH_RUN)
+        .bind(time::to_micros(end.at))
+        .bind(end.outcome.as_str())
+        .bind(end.reason)
+        .bind(end.exit_code)
+        .bind(id)
+        .bind(attempt)
+        .execute(tx)
+        .await
+        .map_err(StoreError::db(context))?;
     Ok(())
 }
 
@@ -213,34 +145,23 @@ pub(in crate::store) async fn requeue(
 ) -> Result<Option<IncidentStatus>> {
     const CTX: &str = "requeueing an interrupted run";
     let mut tx = begin(pool, CTX).await?;
-    let now = time::to_micros(time::now());
+    let at = time::now();
+    let now = time::to_micros(at);
     let id_text = id.to_string();
-    let row = sqlx::query(
-        "UPDATE incidents SET \
-           status = CASE WHEN attempt - attempt_base >= ?1 THEN 'failed' ELSE 'pending' END, \
-           failure_reason = CASE WHEN attempt - attempt_base >= ?1 THEN ?2 ELSE NULL END, \
-           finished_at = CASE WHEN attempt - attempt_base >= ?1 THEN ?3 ELSE NULL END, \
-           lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id = ?4 AND attempt = ?5 AND status = 'running' RETURNING status",
-    )
-    .bind(max_attempts)
-    .bind(reason)
-    .bind(now)
-    .bind(&id_text)
-    .bind(attempt)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(StoreError::db(CTX))?;
+    let row = sqlx::query(sql::REQUEUE)
+        .bind(max_attempts)
+        .bind(reason)
+        .bind(now)
+        .bind(&id_text)
+        .bind(attempt)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
     let Some(row) = row else {
         return Ok(None);
     };
     let status = rows::status(row.get("status"))?;
-    let end = RunEnd {
-        outcome: IncidentStatus::Failed,
-        reason: Some(reason),
-        exit_code: None,
-        at: now,
-    };
+    let end = RunEnd::interrupted(reason, at);
     finish_run(&mut tx, &id_text, attempt, end, CTX).await?;
     tx.commit().await.map_err(StoreError::db(CTX))?;
     Ok(Some(status))
@@ -251,23 +172,17 @@ pub(in crate::store) async fn rescue_expired(
     max_attempts: i32,
 ) -> Result<RescueCounts> {
     const CTX: &str = "rescuing expired leases";
-    const REASON: &str = "lease expired";
+    const REASON: &str = rules::LEASE_EXPIRED;
     let mut tx = begin(pool, CTX).await?;
-    let now = time::to_micros(time::now());
-    let rescued = sqlx::query(
-        "UPDATE incidents SET \
-           status = CASE WHEN attempt - attempt_base >= ?1 THEN 'failed' ELSE 'pending' END, \
-           failure_reason = CASE WHEN attempt - attempt_base >= ?1 THEN ?2 ELSE NULL END, \
-           finished_at = CASE WHEN attempt - attempt_base >= ?1 THEN ?3 ELSE NULL END, \
-           lease_owner = NULL, lease_expires_at = NULL \
-         WHERE status = 'running' AND lease_expires_at <= ?3 RETURNING id, attempt, status",
-    )
-    .bind(max_attempts)
-    .bind(REASON)
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(StoreError::db(CTX))?;
+    let at = time::now();
+    let now = time::to_micros(at);
+    let rescued = sqlx::query(sql::RESCUE_EXPIRED)
+        .bind(max_attempts)
+        .bind(REASON)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
     let mut counts = RescueCounts::default();
     for row in &rescued {
         let id: String = row.get("id");
@@ -275,12 +190,7 @@ pub(in crate::store) async fn rescue_expired(
             IncidentStatus::Pending => counts.requeued += 1,
             _ => counts.failed += 1,
         }
-        let end = RunEnd {
-            outcome: IncidentStatus::Failed,
-            reason: Some(REASON),
-            exit_code: None,
-            at: now,
-        };
+        let end = RunEnd::interrupted(REASON, at);
         finish_run(&mut tx, &id, row.get("attempt"), end, CTX).await?;
     }
     tx.commit().await.map_err(StoreError::db(CTX))?;
@@ -305,14 +215,12 @@ pub(in crate::store) async fn running_owned_by(
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let incident = rows::incident(row)?;
-        let run = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM agent_runs WHERE incident_id = ? AND attempt = ?"
-        ))
-        .bind(incident.id.to_string())
-        .bind(incident.attempt)
-        .fetch_optional(pool)
-        .await
-        .map_err(StoreError::db("reading running incidents"))?;
+        let run = sqlx::query(sql::RUN_OF_ATTEMPT)
+            .bind(incident.id.to_string())
+            .bind(incident.attempt)
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::db("reading running incidents"))?;
         if let Some(run) = run {
             out.push((incident, rows::agent_run(&run)?));
         }
@@ -325,13 +233,11 @@ async fn load(
     id: &str,
     context: &'static str,
 ) -> Result<Incident> {
-    let row = sqlx::query(&format!(
-        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?"
-    ))
-    .bind(id)
-    .fetch_optional(tx)
-    .await
-    .map_err(StoreError::db(context))?;
+    let row = sqlx::query(sql::INCIDENT_BY_ID)
+        .bind(id)
+        .fetch_optional(tx)
+        .await
+        .map_err(StoreError::db(context))?;
     match row {
         Some(row) => rows::incident(&row),
         None => Err(StoreError::NotFound(id.to_string())),
@@ -343,26 +249,16 @@ pub(in crate::store) async fn retry(pool: &SqlitePool, id: Uuid) -> Result<Incid
     let mut tx = begin(pool, CTX).await?;
     let id_text = id.to_string();
     let current = load(&mut tx, &id_text, CTX).await?;
-    if current.status.is_open() {
-        return Err(StoreError::Conflict(format!(
-            "incident {id} is {}: only finished incidents can be retried",
-            current.status
-        )));
-    }
-    let other: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM incidents WHERE cluster = ? AND fault_id = ? \
-         AND status IN ('pending', 'running') AND id <> ?",
-    )
-    .bind(&current.cluster)
-    .bind(&current.fault_id)
-    .bind(&id_text)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(StoreError::db(CTX))?;
+    rules::check_retryable(&current)?;
+    let other: Option<String> = sqlx::query_scalar(sql::OTHER_OPEN)
+        .bind(&current.cluster)
+        .bind(&current.fault_id)
+        .bind(&id_text)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
     if let Some(other) = other {
-        return Err(StoreError::Conflict(format!(
-            "incident {id} cannot be retried: incident {other} for the same fault is already open"
-        )));
+        return Err(rules::open_elsewhere(id, &other));
     }
     sqlx::query(
         "UPDATE incidents SET status = 'pending', attempt_base = attempt, failure_reason = NULL, \
@@ -384,13 +280,9 @@ pub(in crate::store) async fn cancel(pool: &SqlitePool, id: Uuid) -> Result<Inci
     let mut tx = begin(pool, CTX).await?;
     let id_text = id.to_string();
     let current = load(&mut tx, &id_text, CTX).await?;
-    if current.status.is_terminal() {
-        return Err(StoreError::Conflict(format!(
-            "incident {id} is already {}: only pending or running incidents can be cancelled",
-            current.status
-        )));
-    }
-    let now = time::to_micros(time::now());
+    rules::check_cancellable(&current)?;
+    let at = time::now();
+    let now = time::to_micros(at);
     sqlx::query(
         "UPDATE incidents SET status = 'cancelled', finished_at = ?, \
          lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
@@ -401,12 +293,7 @@ pub(in crate::store) async fn cancel(pool: &SqlitePool, id: Uuid) -> Result<Inci
     .await
     .map_err(StoreError::db(CTX))?;
     if current.status == IncidentStatus::Running {
-        let end = RunEnd {
-            outcome: IncidentStatus::Cancelled,
-            reason: Some("cancelled"),
-            exit_code: None,
-            at: now,
-        };
+        let end = RunEnd::stopped(rules::CANCELLED, at);
         finish_run(&mut tx, &id_text, current.attempt, end, CTX).await?;
     }
     let incident = load(&mut tx, &id_text, CTX).await?;

@@ -4,9 +4,10 @@ use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
 use super::begin;
-use super::queue::{finish_run, RunEnd};
+use super::queue::finish_run;
 use super::rows::{self, INCIDENT_COLUMNS};
 use crate::incident::IncidentStatus;
+use crate::store::rules::RunEnd;
 use crate::store::{time, Resolution, Resolved, Result, StoreError, RESOLVED_RUN_REASON};
 
 pub(in crate::store) async fn resolve_open(
@@ -33,7 +34,8 @@ pub(in crate::store) async fn resolve_open(
     };
     let current = rows::incident(&row)?;
     let id = current.id.to_string();
-    let (now, at) = (time::to_micros(time::now()), time::to_micros(at));
+    let stamp = time::now();
+    let (now, at) = (time::to_micros(stamp), time::to_micros(at));
     let resolution = if current.status == IncidentStatus::Running && !stop_running {
         sqlx::query("UPDATE incidents SET resolved_at = COALESCE(resolved_at, ?) WHERE id = ?")
             .bind(at)
@@ -55,12 +57,7 @@ pub(in crate::store) async fn resolve_open(
         .await
         .map_err(StoreError::db(CTX))?;
         if current.status == IncidentStatus::Running {
-            let end = RunEnd {
-                outcome: IncidentStatus::Cancelled,
-                reason: Some(RESOLVED_RUN_REASON),
-                exit_code: None,
-                at: now,
-            };
+            let end = RunEnd::stopped(RESOLVED_RUN_REASON, stamp);
             finish_run(&mut tx, &id, current.attempt, end, CTX).await?;
             Resolution::Stopped
         } else {

@@ -1,26 +1,16 @@
-//! Reading SQLite rows into the shared records.
+//! How SQLite rows read each kind of value (the records themselves: `store::records`). Ids are
+//! stored as text, times as unix microseconds.
 
-use std::str::FromStr;
-
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::accounting::{Accounting, RunUsage};
-use crate::incident::{AgentRun, ConnectionState, FaultOccurrence, Incident, IncidentStatus};
+use crate::store::records::{Columns, CTX};
 use crate::store::{time, Result, StoreError};
 
-pub(super) const INCIDENT_COLUMNS: &str =
-    "id, cluster, fault_id, fault_type, severity, namespace, \
-    resource_kind, resource_name, resource_uid, context, status, failure_reason, occurrences, \
-    first_seen, last_seen, created_at, started_at, finished_at, attempt, lease_owner, \
-    lease_expires_at, resolved_at";
-
-pub(super) const RUN_COLUMNS: &str = "incident_id, attempt, worker, started_at, finished_at, pid, \
-    exit_code, outcome, reason, log_path, model, input_tokens, output_tokens, cache_read_tokens, \
-    cache_write_tokens, turns, cost_usd, accounting, agent_error";
-
-const CTX: &str = "reading a row";
+pub(super) use crate::store::records::{agent_run, connection_state, incident, occurrence, status};
+pub(super) use crate::store::sql::INCIDENT_COLUMNS;
 
 fn get<'r, T>(row: &'r SqliteRow, col: &str) -> Result<T>
 where
@@ -29,122 +19,42 @@ where
     row.try_get(col).map_err(StoreError::db(CTX))
 }
 
-fn uuid(row: &SqliteRow, col: &str) -> Result<Uuid> {
-    let text: String = get(row, col)?;
-    Uuid::try_parse(&text)
-        .map_err(|e| StoreError::decode(CTX, format!("{col} {text:?} is not a UUID: {e}")))
-}
-
-fn ts(row: &SqliteRow, col: &str) -> Result<chrono::DateTime<chrono::Utc>> {
-    time::from_micros(get(row, col)?)
-}
-
-fn opt_ts(row: &SqliteRow, col: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-    get::<Option<i64>>(row, col)?
-        .map(time::from_micros)
-        .transpose()
-}
-
-pub(super) fn status(text: &str) -> Result<IncidentStatus> {
-    IncidentStatus::from_str(text).map_err(|e| StoreError::decode(CTX, e.to_string()))
-}
-
-pub(super) fn incident(row: &SqliteRow) -> Result<Incident> {
-    Ok(Incident {
-        id: uuid(row, "id")?,
-        cluster: get(row, "cluster")?,
-        fault_id: get(row, "fault_id")?,
-        fault_type: get(row, "fault_type")?,
-        severity: get(row, "severity")?,
-        namespace: get(row, "namespace")?,
-        resource_kind: get(row, "resource_kind")?,
-        resource_name: get(row, "resource_name")?,
-        resource_uid: get(row, "resource_uid")?,
-        context: get(row, "context")?,
-        status: status(&get::<String>(row, "status")?)?,
-        failure_reason: get(row, "failure_reason")?,
-        occurrences: get(row, "occurrences")?,
-        first_seen: ts(row, "first_seen")?,
-        last_seen: ts(row, "last_seen")?,
-        created_at: ts(row, "created_at")?,
-        started_at: opt_ts(row, "started_at")?,
-        finished_at: opt_ts(row, "finished_at")?,
-        attempt: get(row, "attempt")?,
-        lease_owner: get(row, "lease_owner")?,
-        lease_expires_at: opt_ts(row, "lease_expires_at")?,
-        resolved_at: opt_ts(row, "resolved_at")?,
-    })
-}
-
-pub(super) fn agent_run(row: &SqliteRow) -> Result<AgentRun> {
-    Ok(AgentRun {
-        incident_id: uuid(row, "incident_id")?,
-        attempt: get(row, "attempt")?,
-        worker: get(row, "worker")?,
-        started_at: ts(row, "started_at")?,
-        finished_at: opt_ts(row, "finished_at")?,
-        pid: get(row, "pid")?,
-        exit_code: get(row, "exit_code")?,
-        outcome: get::<Option<String>>(row, "outcome")?
-            .map(|s| status(&s))
-            .transpose()?,
-        reason: get(row, "reason")?,
-        log_path: get(row, "log_path")?,
-        usage: usage(row)?,
-    })
-}
-
-/// The accounting columns of an agent-run row (migration 0005); `None` before accounting.
-fn usage(row: &SqliteRow) -> Result<Option<RunUsage>> {
-    let Some(accounting) = get::<Option<String>>(row, "accounting")? else {
-        return Ok(None);
-    };
-    let accounting = Accounting::parse(&accounting)
-        .ok_or_else(|| StoreError::decode(CTX, format!("unknown accounting {accounting:?}")))?;
-    Ok(Some(RunUsage {
-        accounting,
-        model: get(row, "model")?,
-        input_tokens: get(row, "input_tokens")?,
-        output_tokens: get(row, "output_tokens")?,
-        cache_read_tokens: get(row, "cache_read_tokens")?,
-        cache_write_tokens: get(row, "cache_write_tokens")?,
-        turns: get(row, "turns")?,
-        cost_usd: get(row, "cost_usd")?,
-        agent_error: get(row, "agent_error")?,
-    }))
-}
-
-pub(super) fn occurrence(row: &SqliteRow) -> Result<FaultOccurrence> {
-    let raw: String = get(row, "raw")?;
-    Ok(FaultOccurrence {
-        id: get(row, "id")?,
-        incident_id: uuid(row, "incident_id")?,
-        cluster: get(row, "cluster")?,
-        fault_id: get(row, "fault_id")?,
-        fault_type: get(row, "fault_type")?,
-        severity: get(row, "severity")?,
-        namespace: get(row, "namespace")?,
-        resource_kind: get(row, "resource_kind")?,
-        resource_name: get(row, "resource_name")?,
-        resource_uid: get(row, "resource_uid")?,
-        context: get(row, "context")?,
-        server_timestamp: get(row, "server_timestamp")?,
-        received_at: ts(row, "received_at")?,
-        raw: serde_json::from_str(&raw)
-            .map_err(|e| StoreError::decode(CTX, format!("raw fault JSON: {e}")))?,
-    })
-}
-
-pub(super) fn connection_state(row: &SqliteRow) -> Result<ConnectionState> {
-    Ok(ConnectionState {
-        cluster: get(row, "cluster")?,
-        state: get(row, "state")?,
-        subscription_id: get(row, "subscription_id")?,
-        last_error: get(row, "last_error")?,
-        last_event_at: opt_ts(row, "last_event_at")?,
-        events_received: get(row, "events_received")?,
-        events_malformed: get(row, "events_malformed")?,
-        reconnects: get(row, "reconnects")?,
-        updated_at: ts(row, "updated_at")?,
-    })
+impl Columns for SqliteRow {
+    fn text(&self, col: &str) -> Result<String> {
+        get(self, col)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        get(self, col)
+    }
+    fn int(&self, col: &str) -> Result<i32> {
+        get(self, col)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i32>> {
+        get(self, col)
+    }
+    fn big(&self, col: &str) -> Result<i64> {
+        get(self, col)
+    }
+    fn opt_big(&self, col: &str) -> Result<Option<i64>> {
+        get(self, col)
+    }
+    fn opt_real(&self, col: &str) -> Result<Option<f64>> {
+        get(self, col)
+    }
+    fn opt_bool(&self, col: &str) -> Result<Option<bool>> {
+        get(self, col)
+    }
+    fn id(&self, col: &str) -> Result<Uuid> {
+        let text: String = get(self, col)?;
+        Uuid::try_parse(&text)
+            .map_err(|e| StoreError::decode(CTX, format!("{col} {text:?} is not a UUID: {e}")))
+    }
+    fn time(&self, col: &str) -> Result<DateTime<Utc>> {
+        time::from_micros(get(self, col)?)
+    }
+    fn opt_time(&self, col: &str) -> Result<Option<DateTime<Utc>>> {
+        get::<Option<i64>>(self, col)?
+            .map(time::from_micros)
+            .transpose()
+    }
 }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::rows::{self, INCIDENT_COLUMNS};
 use crate::incident::Incident;
 use crate::store::slack::{placeholders, SlackProgress, SlackThread};
+use crate::store::sql;
 use crate::store::{time, Result, StoreError};
 
 const CTX: &str = "reading a Slack thread";
@@ -37,77 +38,12 @@ pub(in crate::store) async fn slack_thread(
     pool: &SqlitePool,
     id: Uuid,
 ) -> Result<Option<SlackThread>> {
-    let row = sqlx::query("SELECT * FROM slack_threads WHERE incident_id = ?")
+    let row = sqlx::query(sql::SLACK_THREAD)
         .bind(id.to_string())
         .fetch_optional(pool)
         .await
         .map_err(StoreError::db(CTX))?;
     row.as_ref().map(thread).transpose()
-}
-
-pub(in crate::store) async fn claim_slack_thread(
-    pool: &SqlitePool,
-    id: Uuid,
-    channel: &str,
-    owner: &str,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO slack_threads \
-           (incident_id, channel, claim_owner, claimed_at, posted_occurrences) \
-         SELECT id, ?, ?, ?, occurrences FROM incidents WHERE id = ? \
-         ON CONFLICT (incident_id) DO NOTHING",
-    )
-    .bind(channel)
-    .bind(owner)
-    .bind(time::to_micros(now))
-    .bind(id.to_string())
-    .execute(pool)
-    .await
-    .map_err(StoreError::db("claiming a Slack thread"))?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(in crate::store) async fn take_over_slack_claim(
-    pool: &SqlitePool,
-    id: Uuid,
-    owner: &str,
-    claimed_before: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE slack_threads SET claim_owner = ?, claimed_at = ? \
-         WHERE incident_id = ? AND ts IS NULL AND claimed_at < ?",
-    )
-    .bind(owner)
-    .bind(time::to_micros(now))
-    .bind(id.to_string())
-    .bind(time::to_micros(claimed_before))
-    .execute(pool)
-    .await
-    .map_err(StoreError::db("taking over a Slack claim"))?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(in crate::store) async fn set_slack_ts(
-    pool: &SqlitePool,
-    id: Uuid,
-    owner: &str,
-    channel: &str,
-    ts: &str,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE slack_threads SET ts = ?, channel = ? \
-         WHERE incident_id = ? AND claim_owner = ? AND ts IS NULL",
-    )
-    .bind(ts)
-    .bind(channel)
-    .bind(id.to_string())
-    .bind(owner)
-    .execute(pool)
-    .await
-    .map_err(StoreError::db("recording a Slack message"))?;
-    Ok(done.rows_affected() == 1)
 }
 
 pub(in crate::store) async fn record_slack_progress(
