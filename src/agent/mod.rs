@@ -22,6 +22,7 @@ mod invocation;
 mod log_cap;
 pub mod mcp_proxy;
 mod outcome;
+pub mod phases;
 mod preflight;
 mod presets;
 mod process;
@@ -82,8 +83,10 @@ pub struct AgentRunner {
     kubectl: PathBuf,
     /// The presets' API-key variables found in nightcrier's environment at start.
     inherited: Arc<BTreeMap<String, Secret>>,
-    /// For the evidence sessions (short-lived, one per run): one pool for all of them.
+    /// For the evidence sessions: one connection pool for all of them.
     evidence_http: reqwest::Client,
+    /// Evidence sessions kept between runs of a cluster (saves the MCP handshake per run).
+    evidence_sessions: Arc<crate::evidence::Sessions>,
     /// Prices tokens when a CLI reports no cost (`pricing`).
     prices: Arc<crate::accounting::Prices>,
 }
@@ -151,6 +154,7 @@ impl AgentRunner {
                 .connect_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
+            evidence_sessions: Arc::default(),
             prices: Arc::new(crate::accounting::Prices::from_map(
                 config.pricing.models.clone(),
             )),
@@ -296,10 +300,13 @@ impl AgentRunner {
         cancel: CancellationToken,
         on_started: &(dyn Fn(u32) + Send + Sync),
     ) -> RunReport {
+        let started = Instant::now();
         let ws = self.workspace(incident);
         let agent = self.for_cluster(&incident.cluster);
+        let mut phases = phases::Phases::default();
         // Dropped (listener closed, token dead) when the run ends, however it ends.
         let proxy = self.start_proxy(agent, incident, &ws).await;
+        phases.lap(|p| &mut p.proxy, started);
         let report = self
             .run_with(
                 incident,
@@ -307,12 +314,15 @@ impl AgentRunner {
                 attempt,
                 cancel,
                 on_started,
-                proxy.as_ref(),
+                (proxy.as_ref(), &mut phases),
             )
             .await;
+        let stopping = Instant::now();
         if let Some(proxy) = proxy {
             proxy.shutdown().await;
         }
+        phases.lap(|p| &mut p.proxy, stopping);
+        phases.emit(incident.id, attempt, started.elapsed());
         report
     }
 
@@ -328,7 +338,8 @@ impl AgentRunner {
             return None;
         }
         let entry = self.clusters.get(&incident.cluster)?;
-        let started = mcp_proxy::McpProxy::start(
+        let started = mcp_proxy::McpProxy::start_with_client(
+            &self.evidence_http,
             &incident.cluster,
             &entry.config.mcp,
             ws.evidence_dir(),
@@ -351,7 +362,7 @@ impl AgentRunner {
         attempt: i32,
         cancel: CancellationToken,
         on_started: &(dyn Fn(u32) + Send + Sync),
-        proxy: Option<&mcp_proxy::ProxyHandle>,
+        (proxy, phases): (Option<&mcp_proxy::ProxyHandle>, &mut phases::Phases),
     ) -> RunReport {
         let started = Instant::now();
         let ws = self.workspace(incident);
@@ -367,6 +378,7 @@ impl AgentRunner {
             retry_later: false,
         };
         let evidence = self.gather_evidence(&ws, incident, &cancel).await;
+        let mut mark = phases.lap(|p| &mut p.evidence, started);
         let context = RunContext {
             evidence: evidence.as_ref(),
             proxy,
@@ -389,6 +401,8 @@ impl AgentRunner {
             }
         };
         let capture = Capture::start(capture);
+        mark = phases.lap(|p| &mut p.prepare, mark);
+        let spawning = mark;
         let child = match process::spawn(&invocation, stdin, out, &marker) {
             Ok(child) => child,
             Err(e) => {
@@ -396,6 +410,7 @@ impl AgentRunner {
                 return not_started(report, &e, started, incident);
             }
         };
+        mark = phases.lap(|p| &mut p.spawn, mark);
         report.pid = child.id();
         if let Some(pid) = report.pid {
             tracing::debug!(incident_id = %incident.id, pid, program = %invocation.program, "agent started");
@@ -414,14 +429,21 @@ impl AgentRunner {
         )
         .await
         {
-            Ok(ending) => {
+            Ok((ending, ended)) => {
+                phases.process = ended.saturating_duration_since(spawning);
+                mark = phases.lap(|p| &mut p.reap, ended);
                 report.interrupted = matches!(ending, process::Ending::Interrupted);
-                outcome::evaluate(&ending, &ws, agent.min_report_bytes, agent.timeout)
+                let outcome =
+                    outcome::evaluate(&ending, &ws, agent.min_report_bytes, agent.timeout);
+                mark = phases.lap(|p| &mut p.evaluate, mark);
+                outcome
             }
             Err(e) => failed(e.to_string()),
         };
         capture.finish(incident).await;
+        mark = phases.lap(|p| &mut p.log, mark);
         report.usage = usage::of_run(&ws.log_file(), &self.prices, agent.model.as_deref());
+        phases.lap(|p| &mut p.usage, mark);
         finish(report, outcome, started, incident)
     }
 
@@ -445,8 +467,9 @@ impl AgentRunner {
             name: &incident.resource_name,
         };
         let dir = ws.evidence_dir();
-        let bundle = crate::evidence::gather(
+        let bundle = crate::evidence::gather_with(
             &self.evidence_http,
+            Some(&self.evidence_sessions),
             &entry.config.mcp,
             &entry.config.evidence,
             target,
@@ -520,7 +543,7 @@ impl AgentRunner {
         {
             text.push_str(&format!("\n{extra}\n"));
         }
-        ws.write(&ws.prompt_file(), text.as_bytes())?;
+        ws.write_input(&ws.prompt_file(), text.as_bytes())?;
         self.write_permissions(ws, &incident.cluster)?;
 
         let (url, url_with_token) = proxy.map(|p| (p.url(), p.url_with_token())).unzip();
@@ -553,7 +576,7 @@ impl AgentRunner {
             ws.create_dir(dir)?;
         }
         for (path, content) in &invocation.files {
-            ws.write(path, content.as_bytes())?;
+            ws.write_input(path, content.as_bytes())?;
         }
         let stdin = match &invocation.stdin {
             Some(path) => match ws.open_file(path)? {
@@ -594,7 +617,7 @@ impl AgentRunner {
                 what: "cluster_permissions.json",
                 source,
             })?;
-        ws.write(&ws.permissions_file(), &json)
+        ws.write_input(&ws.permissions_file(), &json)
     }
 }
 

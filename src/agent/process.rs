@@ -14,7 +14,7 @@
 use std::fs::File;
 use std::io;
 use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use tokio::process::{Child, Command};
@@ -129,14 +129,15 @@ impl Drop for GroupGuard {
 }
 
 /// Waits for the agent, bounded by `limits.timeout` and `cancel`, and makes sure no process of
-/// its group is alive when it returns.
+/// its group is alive when it returns. Also returns when the leader was seen to end (the end of
+/// the agent's own time; what follows is nightcrier's clean-up).
 pub async fn supervise(
     mut child: Child,
     limits: Limits,
     cancel: &CancellationToken,
     stop_command: Option<&(String, Vec<String>)>,
     marker: &str,
-) -> Result<Ending, AgentError> {
+) -> Result<(Ending, Instant), AgentError> {
     let pid = child.id().unwrap_or(0);
     let pgid = pid as i32;
     let mut guard = GroupGuard { pgid, armed: true };
@@ -149,12 +150,15 @@ pub async fn supervise(
     if !matches!(ending, Ending::Exited(_)) {
         terminate(&mut child, pgid, limits.kill_grace, stop_command).await?;
     }
+    let ended = Instant::now();
+    // `ESRCH` says no process (not even a zombie) has this group id: nothing to wait for, and
+    // no scan of `/proc` (the common case: the agent left no child behind).
     if procfs::signal_group(pgid, Signal::SIGKILL)? {
         tracing::debug!(pgid, "killed agent processes that outlived the agent");
-    }
-    let left = procfs::wait_group_gone(pgid, GROUP_EXIT_BOUND).await;
-    if !left.is_empty() {
-        tracing::warn!(pgid, ?left, "agent processes still alive after SIGKILL");
+        let left = procfs::wait_group_gone(pgid, GROUP_EXIT_BOUND).await;
+        if !left.is_empty() {
+            tracing::warn!(pgid, ?left, "agent processes still alive after SIGKILL");
+        }
     }
     guard.armed = false;
     let strays = procfs::kill_marked(marker, GROUP_EXIT_BOUND).await;
@@ -165,7 +169,7 @@ pub async fn supervise(
             "agent processes that left the group still alive after SIGKILL"
         );
     }
-    Ok(ending)
+    Ok((ending, ended))
 }
 
 /// SIGTERM to the group, SIGKILL after `grace` if the leader is still there. A container's stop

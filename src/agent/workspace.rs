@@ -135,6 +135,21 @@ impl Workspace {
     /// Replaces the file at `path` (inside the workspace, absolute or relative to it) with
     /// `content`, creating its directories.
     pub fn write(&self, path: &Path, content: &[u8]) -> Result<(), AgentError> {
+        let (dir, name) = self.parent_of(path)?;
+        dir.write_file(name, content)
+    }
+
+    /// [`Workspace::write`] for the run's own inputs (prompt, `incident.json`, preset files):
+    /// no `fsync`, as every attempt writes them again (see
+    /// [`WorkspaceDir::write_file_unsynced`]); an `fsync` each cost milliseconds per run on a
+    /// busy disk.
+    pub fn write_input(&self, path: &Path, content: &[u8]) -> Result<(), AgentError> {
+        let (dir, name) = self.parent_of(path)?;
+        dir.write_file_unsynced(name, content)
+    }
+
+    /// The directory of the file at `path` (created), and the file's name.
+    fn parent_of<'a>(&self, path: &'a Path) -> Result<(WorkspaceDir, &'a str), AgentError> {
         let rel = self.relative(path)?;
         let name = rel
             .file_name()
@@ -142,7 +157,7 @@ impl Workspace {
             .ok_or_else(|| outside(path))?;
         let dir = WorkspaceDir::create_workspace(&self.dir)?;
         let parent = rel.parent().unwrap_or(Path::new(""));
-        dir.create_dir(parent)?.write_file(name, content)
+        Ok((dir.create_dir(parent)?, name))
     }
 
     /// Creates the directory at `path` (inside the workspace) and those above it, 0700.
@@ -211,7 +226,7 @@ impl Workspace {
             what: "incident.json",
             source,
         })?;
-        self.write(Path::new("incident.json"), &json)
+        self.write_input(Path::new("incident.json"), &json)
     }
 
     /// Opens `logs/agent.log` for appending (a symlink planted there is replaced by a file).

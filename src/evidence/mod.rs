@@ -3,17 +3,19 @@
 //! tools and kept in the workspace's `evidence/` (see [`bundle`]), then summarised for the
 //! prompt (see [`summary`]).
 //!
-//! It runs on a short-lived session of its own ([`crate::mcp_client`]), never on the producer's
-//! subscription session, and never fails a run: every call is bounded in time and bytes, the
-//! whole gathering by a budget, and whatever fails (server down, tool missing, hang, error) is
-//! recorded in the index as a gap. Calls of one stage run concurrently so the worker slot is
-//! held no longer than the slowest call of each stage.
+//! It runs on a session of its own ([`crate::mcp_client`]; kept for the cluster's next run by
+//! [`Sessions`]), never on the producer's subscription session, and never fails a run: every
+//! call is bounded in time and bytes, the whole gathering by a budget, and whatever fails
+//! (server down, tool missing, hang, error) is recorded in the index as a gap. Calls of one
+//! stage run concurrently so the worker slot is held no longer than the slowest call of each
+//! stage.
 //!
 //! This module is consumer-side: it must not import `mcp` (the producer) nor write to the
 //! database.
 
 mod bundle;
 mod plan;
+mod sessions;
 pub mod summary;
 
 use std::collections::HashMap;
@@ -24,9 +26,10 @@ use chrono::{SecondsFormat, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EvidenceConfig, McpConfig};
-use crate::mcp_client::{CallSession, Endpoint};
+use crate::mcp_client::{CallSession, ClientError, Endpoint};
 
 pub use bundle::{load_bundle, load_index, Bundle, CallRecord, Index, EVIDENCE_DIR, INDEX_FILE};
+pub use sessions::{Sessions, IDLE_MAX as SESSION_IDLE_MAX};
 pub use summary::{highlights, Highlights};
 
 /// Stages of follow-up calls at most (owner of the owner, pods of a workload, ...).
@@ -67,6 +70,20 @@ pub async fn gather(
     dir: &Path,
     cancel: &CancellationToken,
 ) -> Bundle {
+    gather_with(client, None, mcp, cfg, target, dir, cancel).await
+}
+
+/// [`gather`] on a session kept from an earlier run of the cluster when `sessions` has one,
+/// keeping its session there afterwards (see [`Sessions`]).
+pub async fn gather_with(
+    client: &reqwest::Client,
+    sessions: Option<&Sessions>,
+    mcp: &McpConfig,
+    cfg: &EvidenceConfig,
+    target: Target<'_>,
+    dir: &Path,
+    cancel: &CancellationToken,
+) -> Bundle {
     let started = Instant::now();
     let mut bundle = Bundle {
         dir: dir.to_path_buf(),
@@ -91,7 +108,7 @@ pub async fn gather(
     if dir_ok {
         let deadline = started + cfg.budget;
         tokio::select! {
-            _ = collect(client, mcp, cfg, target, &mut bundle, deadline) => {}
+            _ = collect(client, sessions, mcp, cfg, target, &mut bundle, deadline) => {}
             _ = cancel.cancelled() => {
                 bundle.index.session_error.get_or_insert_with(|| "interrupted: the run was cancelled".into());
             }
@@ -109,6 +126,7 @@ pub async fn gather(
 
 async fn collect(
     client: &reqwest::Client,
+    sessions: Option<&Sessions>,
     mcp: &McpConfig,
     cfg: &EvidenceConfig,
     target: Target<'_>,
@@ -123,14 +141,22 @@ async fn collect(
             return;
         }
     };
-    let session =
-        match CallSession::open(client, &endpoint, cfg.call_timeout.min(remaining())).await {
+    let endpoint = &endpoint;
+    let open = move || CallSession::open(client, endpoint, cfg.call_timeout.min(remaining()));
+    let kept = sessions.and_then(|s| s.take(target.cluster, &mcp.endpoint));
+    let mut reused = kept.is_some();
+    let mut session = match kept {
+        Some(s) => s,
+        None => match open().await {
             Ok(s) => s,
             Err(e) => {
                 bundle.index.session_error = Some(e.to_string());
                 return;
             }
-        };
+        },
+    };
+    // Whether the session is fit to be kept for the next run: no call failed on it.
+    let mut sound = true;
     let tail = cfg.log_tail_lines;
     let mut stage = plan::first(&target, tail);
     for _ in 0..MAX_STAGES {
@@ -138,19 +164,44 @@ async fn collect(
         if stage.is_empty() {
             break;
         }
-        let results = futures::future::join_all(
-            stage
-                .iter()
-                .map(|c| one_call(&session, c, cfg, remaining())),
-        )
-        .await;
+        let mut results = run_stage(&session, &stage, cfg, deadline).await;
+        if reused && results.iter().any(|(p, _)| p.session_lost) {
+            // The server no longer knows the kept session (restarted, expired it): the stage
+            // again on a new one, once.
+            match open().await {
+                Ok(s) => {
+                    session = s;
+                    results = run_stage(&session, &stage, cfg, deadline).await;
+                }
+                Err(e) => {
+                    bundle.index.session_error = Some(e.to_string());
+                    return;
+                }
+            }
+        }
+        reused = false;
+        sound &= results.iter().all(|(p, _)| !p.client_error);
         for (call, (record, text)) in stage.iter().zip(results) {
             store(bundle, call, record, text);
         }
         let done = |label: &str| bundle.index.calls.iter().any(|c| c.label == label);
         stage = plan::next(&target, &bundle.texts, &done, tail);
     }
-    session.close().await;
+    match sessions {
+        Some(s) if sound => s.put(target.cluster, &mcp.endpoint, session),
+        _ => session.close().await,
+    }
+}
+
+/// The calls of one stage, concurrently.
+async fn run_stage(
+    session: &CallSession,
+    stage: &[plan::Call],
+    cfg: &EvidenceConfig,
+    deadline: Instant,
+) -> Vec<(Partial, Option<String>)> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    futures::future::join_all(stage.iter().map(|c| one_call(session, c, cfg, remaining))).await
 }
 
 /// What one call produced before it is numbered and written.
@@ -159,6 +210,10 @@ struct Partial {
     duration: Duration,
     tool_error: bool,
     error: Option<String>,
+    /// The call failed at the protocol level (transport, HTTP status, timeout, bad reply).
+    client_error: bool,
+    /// The server answered 404: it does not know the session.
+    session_lost: bool,
 }
 
 async fn one_call(
@@ -175,6 +230,8 @@ async fn one_call(
             duration: Duration::ZERO,
             tool_error: false,
             error: Some("not made: the evidence budget was spent".into()),
+            client_error: false,
+            session_lost: false,
         };
         return (p, None);
     }
@@ -190,6 +247,8 @@ async fn one_call(
                 duration,
                 tool_error: r.is_error,
                 error: None,
+                client_error: false,
+                session_lost: false,
             },
             Some(r.text),
         ),
@@ -199,6 +258,8 @@ async fn one_call(
                 duration,
                 tool_error: false,
                 error: Some(e.to_string()),
+                client_error: true,
+                session_lost: matches!(e, ClientError::Http { status: 404, .. }),
             },
             None,
         ),

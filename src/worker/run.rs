@@ -5,8 +5,9 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use super::runner::IncidentRunner;
 use super::settings::PoolSettings;
+use crate::agent::phases::PHASES_TARGET;
 use crate::incident::RunOutcome;
 use crate::store::{Claimed, Store, StoreError};
 
@@ -83,6 +85,7 @@ pub(crate) async fn execute<R: IncidentRunner>(deps: RunDeps<R>, claimed: Claime
     let id = incident.id;
     let store = &deps.store;
     let max_attempts = deps.settings.max_attempts;
+    let started = Instant::now();
 
     let occurrences = match with_retry(|| {
         store.occurrences_for_triage(id, OCCURRENCES_FOR_AGENT, RELATED_FOR_AGENT)
@@ -100,6 +103,7 @@ pub(crate) async fn execute<R: IncidentRunner>(deps: RunDeps<R>, claimed: Claime
         }
     };
 
+    let read = started.elapsed();
     let lease_lost = CancellationToken::new();
     let cancel = deps.terminate.child_token();
     let (pid_tx, mut pid_rx) = watch::channel(None::<u32>);
@@ -121,30 +125,52 @@ pub(crate) async fn execute<R: IncidentRunner>(deps: RunDeps<R>, claimed: Claime
         lease_lost.clone(),
         cancel.clone(),
     );
-    tokio::pin!(agent, heartbeat);
+    // The pid is written while the agent runs, polled beside it: awaited in a `select!` arm it
+    // would stop the agent's future from being polled (its exit seen late) for the write's
+    // duration.
+    let writing_pid = AtomicBool::new(false);
+    let pid_write = async {
+        if pid_rx.changed().await.is_ok() {
+            let pid = *pid_rx.borrow_and_update();
+            if let Some(pid) = pid {
+                writing_pid.store(true, Ordering::Relaxed);
+                record_pid(store, id, attempt, pid).await;
+            }
+        }
+    };
+    tokio::pin!(agent, heartbeat, pid_write);
     let mut pid_pending = true;
     let report = loop {
         tokio::select! {
             report = &mut agent => break report,
             never = &mut heartbeat => match never {},
-            changed = pid_rx.changed(), if pid_pending => {
-                pid_pending = false;
-                let pid = *pid_rx.borrow_and_update();
-                if let (Ok(()), Some(pid)) = (changed, pid) {
-                    record_pid(store, id, attempt, pid).await;
-                }
-            }
+            () = &mut pid_write, if pid_pending => pid_pending = false,
         }
     };
-
-    // Before the lease checks: a run that lost its lease or was interrupted still spent.
-    record_usage(store, &incident, attempt, &report.usage).await;
-    // Where its output is, for `incidents show` and for another process of a fleet (the log
-    // lives on this host).
-    let log_path = report.log_path.display().to_string();
-    if let Err(e) = with_retry(|| store.set_run_log_path(id, attempt, &log_path)).await {
-        warn!(incident_id = %id, error = %e, "cannot record the agent run's log path");
+    // The agent ended first: a pid sent but not yet seen starts its write on this poll; a write
+    // in flight is finished (the run's row keeps its pid). Without a pid there is nothing to wait
+    // for (the sender lives as long as this function).
+    if pid_pending
+        && futures::poll!(&mut pid_write).is_pending()
+        && writing_pid.load(Ordering::Relaxed)
+    {
+        pid_write.await;
     }
+
+    let ran = started.elapsed();
+    // Before the lease checks: a run that lost its lease or was interrupted still spent.
+    // Where its output is, for `incidents show` and for another process of a fleet (the log
+    // lives on this host). Two independent writes, sent together.
+    let log_path = report.log_path.display().to_string();
+    let log_path_write = async {
+        if let Err(e) = with_retry(|| store.set_run_log_path(id, attempt, &log_path)).await {
+            warn!(incident_id = %id, error = %e, "cannot record the agent run's log path");
+        }
+    };
+    tokio::join!(
+        record_usage(store, &incident, attempt, &report.usage),
+        log_path_write
+    );
     if lease_lost.is_cancelled() {
         return RunEnd::LeaseLost;
     }
@@ -165,7 +191,22 @@ pub(crate) async fn execute<R: IncidentRunner>(deps: RunDeps<R>, claimed: Claime
             Err(e) => RunEnd::StoreFailed(e),
         };
     }
-    match with_retry(|| store.complete(id, attempt, &report.outcome)).await {
+    let booked = started.elapsed();
+    let completed = with_retry(|| store.complete(id, attempt, &report.outcome)).await;
+    let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    debug!(
+        target: PHASES_TARGET,
+        incident_id = %id,
+        attempt,
+        side = "worker",
+        total_us = us(started.elapsed()),
+        occurrences_us = us(read),
+        runner_us = us(ran - read),
+        bookkeeping_us = us(booked - ran),
+        complete_us = us(started.elapsed() - booked),
+        "worker run phases"
+    );
+    match completed {
         Ok(recorded) => RunEnd::Finished {
             outcome: report.outcome,
             recorded,

@@ -480,7 +480,7 @@ async fn the_prompt_starts_from_the_evidence_gathered_against_the_cluster() {
     );
     assert_eq!(
         sim.sessions(),
-        0,
-        "the evidence session is closed before the agent runs"
+        1,
+        "the evidence session is kept, idle, for the cluster's next run (evidence::Sessions)"
     );
 }

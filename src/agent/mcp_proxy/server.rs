@@ -79,7 +79,28 @@ impl McpProxy {
         evidence_dir: PathBuf,
         limits: ProxyLimits,
     ) -> Result<ProxyHandle, ProxyError> {
-        let upstream = Upstream::new(mcp)?;
+        Self::start_with(Upstream::new(mcp)?, cluster, evidence_dir, limits).await
+    }
+
+    /// [`McpProxy::start`] with the runner's shared HTTP client (its connection pool) instead of
+    /// a client built for this run: building one costs more than the rest of the start.
+    pub async fn start_with_client(
+        client: &reqwest::Client,
+        cluster: &str,
+        mcp: &McpConfig,
+        evidence_dir: PathBuf,
+        limits: ProxyLimits,
+    ) -> Result<ProxyHandle, ProxyError> {
+        let upstream = Upstream::with_client(client.clone(), mcp)?;
+        Self::start_with(upstream, cluster, evidence_dir, limits).await
+    }
+
+    async fn start_with(
+        upstream: Upstream,
+        cluster: &str,
+        evidence_dir: PathBuf,
+        limits: ProxyLimits,
+    ) -> Result<ProxyHandle, ProxyError> {
         let token = hex::encode(rand::rng().random::<[u8; 32]>());
         let state = Arc::new(ProxyState {
             token: token.clone(),

@@ -24,7 +24,6 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(cfg: &McpConfig) -> Result<Self, ClientError> {
-        let endpoint = Endpoint::new(&cfg.endpoint, &cfg.headers)?;
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
@@ -32,6 +31,12 @@ impl Upstream {
                 what: "building the HTTP client",
                 detail: e.to_string(),
             })?;
+        Self::with_client(client, cfg)
+    }
+
+    /// On a client shared with other runs (it has a connect timeout of its own).
+    pub fn with_client(client: reqwest::Client, cfg: &McpConfig) -> Result<Self, ClientError> {
+        let endpoint = Endpoint::new(&cfg.endpoint, &cfg.headers)?;
         Ok(Self {
             client,
             endpoint,

@@ -152,6 +152,17 @@ impl WorkspaceDir {
     /// sees half a file and nothing planted at either name is followed. A directory at `name`
     /// is removed first.
     pub fn write_file(&self, name: &str, content: &[u8]) -> Result<(), AgentError> {
+        self.replace_file(name, content, true)
+    }
+
+    /// [`WorkspaceDir::write_file`] without the `fsync`: for what a run writes for its agent
+    /// (`incident.json`, `prompt.md`...), rewritten by every attempt, so a crash that loses it
+    /// loses nothing (the attempt is run again). Still never half a file, never through a link.
+    pub fn write_file_unsynced(&self, name: &str, content: &[u8]) -> Result<(), AgentError> {
+        self.replace_file(name, content, false)
+    }
+
+    fn replace_file(&self, name: &str, content: &[u8], sync: bool) -> Result<(), AgentError> {
         let name = single(name)?;
         let tmp = format!(".{name}.nightcrier-{:016x}.tmp", rand::random::<u64>());
         let fd = rustix::fs::openat(
@@ -165,7 +176,10 @@ impl WorkspaceDir {
         let written = (|| {
             rustix::fs::fchmod(&file, Mode::from_raw_mode(FILE_MODE))?;
             file.write_all(content)?;
-            file.sync_all()
+            if sync {
+                file.sync_all()?;
+            }
+            Ok(())
         })();
         if let Err(e) = written {
             let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), AtFlags::empty());
